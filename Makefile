@@ -1,0 +1,50 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Each installs what it needs: Debian packages with apt-get, Python packages into .venv.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := libportaudio2
+DATA ?= ../shared/data
+FILE ?= $(DATA)/gtzan/rock/rock.00003.ogg
+ENDPOINT ?= tcp://127.0.0.1:5556
+
+.PHONY: demo test lint bench train apt clean
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+$(VENV)/.runtime: pyproject.toml | apt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | apt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[train,dev]'
+	touch $(VENV)/.runtime $@
+
+demo: $(VENV)/.runtime
+	@test -f "$(FILE)" || { echo "make demo: $(FILE) not found; run: make demo FILE=your-song.wav" >&2; exit 1; }
+	@echo "A subscriber listens on $(ENDPOINT) while rtgenre replays $(FILE) in real time (Ctrl-C stops)."
+	@$(VENV)/bin/rtgenre subscribe --endpoint $(ENDPOINT) --until-eos --timeout 10 > .demo-feed.log & \
+	$(VENV)/bin/rtgenre replay --endpoint $(ENDPOINT) --wait 5 "$(FILE)"; rc=$$?; wait; \
+	echo "The subscriber received $$(wc -l < .demo-feed.log) messages; the last ones:"; tail -n 3 .demo-feed.log; \
+	rm -f .demo-feed.log; exit $$rc
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.dev
+	$(PY) bench/throughput.py
+
+train: $(VENV)/.dev
+	$(PY) -m training --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

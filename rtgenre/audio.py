@@ -1,0 +1,121 @@
+"""Audio sources: decode, downmix and resample to float32 mono blocks at the model's rate.
+
+Files are decoded block by block, so an hour-long file streams in bounded memory. Every
+failure (missing file, not audio, no samples, NaN/Inf samples) is an ``AudioError`` whose
+message names the file and says what is wrong in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    sample_rate: int  # the source's own rate, before resampling
+    channels: int
+    duration_s: float | None  # None for live sources
+
+
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) block."""
+    if block.ndim == 1:
+        return block.astype(np.float32, copy=False)
+    if block.shape[1] == 1:
+        return block[:, 0].astype(np.float32, copy=False)
+    return block.mean(axis=1, dtype=np.float32)
+
+
+class Resampler:
+    """Streaming resampler; a pass-through when the rates already match."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self._stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return mono
+        return self._stream.resample_chunk(mono, last=last)
+
+
+class FileSource:
+    """An audio file as an iterator of mono float32 blocks at ``sample_rate``."""
+
+    def __init__(self, path: str, sample_rate: int, block_seconds: float = 1.0):
+        self.path = path
+        self.sample_rate = sample_rate
+        self._file = _open(path)
+        self.info = SourceInfo(
+            name=path,
+            sample_rate=self._file.samplerate,
+            channels=self._file.channels,
+            duration_s=self._file.frames / self._file.samplerate,
+        )
+        if self._file.frames == 0:
+            self._file.close()
+            raise AudioError(f"{path}: contains no audio samples")
+        self._block = max(1, int(block_seconds * self._file.samplerate))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        resample = Resampler(self._file.samplerate, self.sample_rate)
+        read = 0
+        try:
+            while True:
+                try:
+                    raw = self._file.read(self._block, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as e:
+                    raise AudioError(
+                        f"{self.path}: decoding failed after {read / self.info.sample_rate:.1f} s: {e}"
+                    ) from None
+                if len(raw) and not np.isfinite(raw).all():
+                    bad = read + int(np.argmax(~np.isfinite(raw).all(axis=1)))
+                    raise AudioError(f"{self.path}: NaN or infinite sample at {bad / self.info.sample_rate:.2f} s")
+                read += len(raw)
+                last = len(raw) < self._block
+                out = resample(to_mono(raw), last=last)
+                if len(out):
+                    yield out
+                if last:
+                    return
+        finally:
+            self._file.close()
+
+
+def _open(path: str) -> sf.SoundFile:
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        f = sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        reason = str(e).split(":")[-1].strip() or "unknown error"
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
+    except OSError as e:
+        raise AudioError(f"{path}: {e.strerror}") from None
+    truncated = _TRUNCATED.search(f.extra_info)
+    if truncated and int(truncated.group(2)) not in _UNKNOWN_SIZES:
+        f.close()
+        declared, present = int(truncated.group(2)), int(truncated.group(3))
+        raise AudioError(f"{path}: truncated (header declares {declared} bytes of audio, file holds {present})")
+    return f
+
+
+# libsndfile notes "data : N (should be M)" when a WAV/AU data chunk runs past the end of the file;
+# streamed files declare 0 or 0xFFFFFFFF because their length was unknown when the header was written
+_TRUNCATED = re.compile(r"^\s*(data|Data Size)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)

@@ -1,0 +1,170 @@
+"""The `rtgenre` command: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .audio import FileSource
+from .errors import RtgenreError
+from .feed import DEFAULT_ENDPOINT, Publisher, subscribe
+from .model import Bundle, Classifier, load_bundle
+from .pipeline import StreamPipeline, StreamSettings, run_source
+from .view import LiveView
+
+REALTIME_BLOCK_S = 0.02  # small blocks keep hop-to-publish latency low when paced
+FAST_BLOCK_S = 5.0  # large blocks batch many windows into one inference call
+
+
+class Main(click.Group):
+    """Turns expected failures into one line on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RtgenreError as e:
+            click.echo(f"rtgenre: error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("rtgenre: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Main)
+@click.version_option(__version__, prog_name="rtgenre")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and the inference provider to stderr.")
+def main(verbose: bool) -> None:
+    """Real-time music genre classification, published over ZeroMQ."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="rtgenre: %(message)s")
+
+
+def model_options(f):
+    f = click.option(
+        "--model",
+        "model_dir",
+        type=click.Path(path_type=Path),
+        help="Model bundle directory (default: the shipped models/cnn-gtzan).",
+    )(f)
+    f = click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")(
+        f
+    )
+    f = click.option("--hop", "hop_s", type=float, help="Seconds between windows (default: the model's).")(f)
+    f = click.option(
+        "--provider",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="ONNX Runtime execution provider; auto uses CUDA when it really loads.",
+    )(f)
+    f = click.option("--require-gpu", is_flag=True, help="Fail unless the CUDA provider is active.")(f)
+    return f
+
+
+def load_model(model_dir: Path | None, provider: str, require_gpu: bool) -> tuple[Bundle, Classifier]:
+    bundle = load_bundle(model_dir)
+    return bundle, Classifier(bundle, "cuda" if require_gpu else provider)
+
+
+def json_mode(as_json: bool) -> bool:
+    return as_json or not sys.stdout.isatty()
+
+
+def print_json(msg: dict) -> None:
+    click.echo(json.dumps(msg, separators=(",", ":")))
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--fast", is_flag=True, help="As fast as the machine goes instead of real time.")
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")
+@click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id in the topic genre.<id>.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines on stdout (the default when stdout is not a terminal)."
+)
+@click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for a subscriber first.")
+@model_options
+def replay(file, fast, endpoint, stream_id, as_json, wait_s, model_dir, window_s, hop_s, provider, require_gpu):
+    """Stream FILE through the pipeline like a live source and publish genre estimates."""
+    bundle, clf = load_model(model_dir, provider, require_gpu)
+    source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
+    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+    publisher = Publisher(endpoint)
+    try:
+        pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
+        if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
+            click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
+        if json_mode(as_json):
+            on_message = print_json
+        else:
+            on_message = LiveView(Path(file).name, bundle.meta.labels, source.info.duration_s).update
+        try:
+            eos = run_source(source, pipeline, clf, realtime=not fast, on_message=on_message)
+        except KeyboardInterrupt:
+            pipeline.end("interrupted")
+            raise
+    finally:
+        publisher.close()
+    report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
+@model_options
+def classify(files, as_json, model_dir, window_s, hop_s, provider, require_gpu):
+    """One genre verdict per file; a bad file is reported and the others still processed."""
+    bundle, clf = load_model(model_dir, provider, require_gpu)
+    settings = StreamSettings(window_s=window_s, hop_s=hop_s)
+    failed = 0
+    for file in files:
+        try:
+            source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S)
+            eos = run_source(source, StreamPipeline(bundle, settings, None, clf.provider), clf, realtime=False)
+            report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
+        except RtgenreError as e:
+            click.echo(f"rtgenre: error: {e}", err=True)
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
+def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
+    if verdict["genre"] is None:
+        raise RtgenreError(f"{file}: silent throughout (every window below the silence gate): no genre")
+    if as_json:
+        print_json({"file": file, **verdict})
+    else:
+        padded = " (shorter than one window: looped)" if verdict["padded"] else ""
+        click.echo(f"{file}: {verdict['genre']} {verdict['confidence']:.0%} over {verdict['windows']} windows{padded}")
+
+
+@main.command(name="subscribe")
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ endpoint to connect to.")
+@click.option("--stream", "stream_id", help="Only this stream id (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print each message as a JSON line.")
+@click.option("--timeout", "timeout_s", type=float, help="Exit after this many seconds without a message.")
+@click.option("--until-eos", is_flag=True, help="Exit after the first end-of-stream message.")
+def subscribe_cmd(endpoint, stream_id, as_json, timeout_s, until_eos):
+    """Print a genre feed as it arrives."""
+    for stream, msg in subscribe(endpoint, stream_id, timeout_s):
+        if json_mode(as_json):
+            print_json(msg)
+        else:
+            click.echo(describe(stream, msg))
+        if until_eos and msg["type"] == "eos":
+            return
+
+
+def describe(stream: str, msg: dict) -> str:
+    kind = msg["type"]
+    if kind == "eos":
+        v = msg["verdict"]
+        return f"[{stream}] end of stream ({msg['reason']}): {v['genre'] or 'no genre'} {v['confidence']:.0%}"
+    where = f"{msg['t1']:7.1f} s" if kind == "window" else "heartbeat"
+    top = msg["smoothed_top"] or "–"
+    return f"[{stream}] {where}  {top:<10} {msg['smoothed_confidence']:4.0%}  {msg['state']}"

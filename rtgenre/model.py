@@ -1,0 +1,193 @@
+"""Model bundles and ONNX Runtime inference.
+
+A bundle is a directory with ``model.onnx``, ``filterbank.npy``, ``meta.json`` and a model card.
+The runtime trusts nothing it has not checked: file checksums, labels, front-end parameters and
+the graph's input and output shapes must all agree with ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .frontend import MelFrontend, MelParams
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "rtgenre-bundle/1"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "cnn-gtzan"
+MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    name: str
+    labels: tuple[str, ...]
+    frontend: MelParams
+    window_s: float  # the window length the model was trained on
+    hop_s: float  # default hop between windows
+    files: dict[str, str]  # file name -> sha256
+    extra: dict = field(default_factory=dict)  # training data, validation figures: informative only
+
+    @classmethod
+    def from_json(cls, d: dict) -> ModelMeta:
+        try:
+            if d.get("format") != BUNDLE_FORMAT:
+                raise ValueError(f"format is {d.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+            labels = tuple(d["labels"])
+            if len(labels) < 2 or len(set(labels)) != len(labels):
+                raise ValueError("labels must be at least two distinct names")
+            known = {"format", "name", "labels", "frontend", "window_seconds", "hop_seconds", "files"}
+            return cls(
+                name=str(d["name"]),
+                labels=labels,
+                frontend=MelParams.from_dict(d["frontend"]),
+                window_s=float(d["window_seconds"]),
+                hop_s=float(d["hop_seconds"]),
+                files=dict(d["files"]),
+                extra={k: v for k, v in d.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"meta.json: invalid ({type(e).__name__}: {e})") from None
+
+    def to_json(self) -> dict:
+        return {
+            "format": BUNDLE_FORMAT,
+            "name": self.name,
+            "labels": list(self.labels),
+            "frontend": self.frontend.to_dict(),
+            "window_seconds": self.window_s,
+            "hop_seconds": self.hop_s,
+            "files": self.files,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    meta: ModelMeta
+    filterbank: np.ndarray
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    def frontend(self) -> MelFrontend:
+        return MelFrontend(self.meta.frontend, self.filterbank)
+
+
+def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
+    """Load and verify a bundle; any inconsistency is a one-line ``ModelError``."""
+    root = Path(path) if path is not None else DEFAULT_MODEL
+    if not root.is_dir():
+        raise ModelError(f"model bundle {root}: no such directory")
+    meta_path = root / "meta.json"
+    try:
+        meta = ModelMeta.from_json(json.loads(meta_path.read_text()))
+    except FileNotFoundError:
+        raise ModelError(f"model bundle {root}: meta.json is missing") from None
+    except json.JSONDecodeError as e:
+        raise ModelError(f"model bundle {root}: meta.json is not valid JSON ({e})") from None
+    except ModelError as e:
+        raise ModelError(f"model bundle {root}: {e}") from None
+    for name in ("model.onnx", "filterbank.npy"):
+        expected = meta.files.get(name)
+        if expected is None:
+            raise ModelError(f"model bundle {root}: meta.json lists no sha256 for {name}")
+        if not (root / name).is_file():
+            raise ModelError(f"model bundle {root}: {name} is missing")
+        actual = sha256_of(root / name)
+        if actual != expected:
+            raise ModelError(
+                f"model bundle {root}: {name} sha256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)"
+            )
+    fb = np.load(root / "filterbank.npy", allow_pickle=False)
+    p = meta.frontend
+    if fb.shape != (p.n_mels, p.n_bins):
+        raise ModelError(f"model bundle {root}: filterbank shape {fb.shape} does not match the front-end parameters")
+    return Bundle(root, meta, fb.astype(np.float32))
+
+
+def check_window(seconds: float) -> float:
+    if not MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
+        raise ModelError(f"window {seconds:g} s is outside {MIN_WINDOW_S:g}–{MAX_WINDOW_S:g} s")
+    return seconds
+
+
+class Classifier:
+    """An ONNX Runtime session over (batch, frames, n_mels) log-mel windows -> probabilities.
+
+    ``device``: ``cpu``; ``cuda`` (an error unless the CUDA provider really loads); ``auto``
+    (CUDA when it loads, CPU otherwise). ONNX Runtime falls back to CPU silently, so the active
+    provider is read back from the session rather than assumed.
+    """
+
+    def __init__(self, bundle: Bundle, device: str = "cpu", threads: int = 1):
+        import onnxruntime as ort
+
+        if device not in ("cpu", "cuda", "auto"):
+            raise ModelError(f"device must be cpu, cuda or auto, not {device!r}")
+        self.bundle = bundle
+        self.labels = bundle.meta.labels
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        wants_cuda = device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers()
+        providers = (["CUDAExecutionProvider"] if wants_cuda else []) + ["CPUExecutionProvider"]
+        # a CUDA provider that cannot load logs a page of errors before the silent CPU fallback;
+        # keep ORT quiet and report the outcome ourselves in one line
+        ort.set_default_logger_severity(4)
+        try:
+            self._session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=providers)
+        except Exception as e:  # ORT raises its own exception types for unreadable graphs
+            raise ModelError(
+                f"model bundle {bundle.path}: model.onnx cannot be loaded ({str(e).splitlines()[0]})"
+            ) from None
+        finally:
+            ort.set_default_logger_severity(2)
+        self.provider = self._session.get_providers()[0]
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":
+            raise ModelError(
+                "CUDA was required but ONNX Runtime could not activate it (needs a GPU, onnxruntime-gpu "
+                "and the CUDA 13 and cuDNN 9 libraries); drop --require-gpu to run on CPU"
+            )
+        if wants_cuda and self.provider != "CUDAExecutionProvider":
+            log.info("CUDA is not usable here (no GPU or no CUDA 13/cuDNN 9 libraries): running on CPU")
+        log.info("inference provider: %s", self.provider)
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        p = self.bundle.meta.frontend
+        where = f"model bundle {self.bundle.path}"
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{where}: model.onnx must have one input and one output")
+        shape = inputs[0].shape
+        if len(shape) != 3 or shape[2] != p.n_mels:
+            raise ModelError(f"{where}: input shape {shape} is not (batch, frames, {p.n_mels})")
+        out = outputs[0].shape
+        if len(out) != 2 or out[1] != len(self.labels):
+            raise ModelError(f"{where}: output shape {out} does not match {len(self.labels)} labels")
+        self._input = inputs[0].name
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of windows, shape (batch, n_labels)."""
+        if len(windows) == 0:
+            return np.empty((0, len(self.labels)), np.float32)
+        return self._session.run(None, {self._input: np.ascontiguousarray(windows, np.float32)})[0]

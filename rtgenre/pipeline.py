@@ -1,0 +1,249 @@
+"""One stream end to end: audio ring -> streaming mel -> windows -> smoothing -> feed.
+
+Window extraction and classification are separate steps (``windows()`` then ``emit()``) so a
+scheduler can batch the windows due from many streams into one inference call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import RtgenreError
+from .feed import Publisher, check_stream_id
+from .frontend import fit_window
+from .model import Bundle, Classifier, check_window
+from .ring import Ring
+from .smoothing import SILENCE, Smoother, SmoothingConfig
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    stream_id: str = "default"
+    window_s: float | None = None  # None: the model's training window
+    hop_s: float | None = None  # None: the model's default hop
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    audio_buffer_s: float = 10.0
+
+
+@dataclass
+class Window:
+    t0: float  # audio seconds since the stream began
+    t1: float
+    mel: np.ndarray  # (frames, n_mels)
+    level_dbfs: float
+    silent: bool  # below the silence gate: no genre is claimed
+    padded: bool  # shorter than a window, looped to fill it
+    arrived: float  # time.monotonic() when its last sample was handed to the pipeline
+
+
+def percentile_ms(values, q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(values) * 1e3, q)), 3) if len(values) else None
+
+
+class StreamPipeline:
+    def __init__(
+        self, bundle: Bundle, settings: StreamSettings, publisher: Publisher | None = None, provider: str = ""
+    ):
+        self.id = check_stream_id(settings.stream_id)
+        self.settings = settings
+        self.labels = bundle.meta.labels
+        self.model = bundle.meta.name
+        self.provider = provider
+        self.publisher = publisher
+        p = bundle.meta.frontend
+        self.sample_rate = p.sample_rate
+        self.window_s = check_window(settings.window_s or bundle.meta.window_s)
+        self.hop_s = settings.hop_s or bundle.meta.hop_s
+        if not 0 < self.hop_s <= self.window_s:
+            raise RtgenreError(f"hop {self.hop_s:g} s must be positive and at most the window ({self.window_s:g} s)")
+        self._win = p.frames(self.window_s)
+        self._hop = p.frames(self.hop_s)
+        self._frame_rate = p.frame_rate
+        self._mel = bundle.frontend().stream()
+        self.audio = Ring(int(settings.audio_buffer_s * p.sample_rate))
+        # a row is the frame's mels plus its level; capacity covers one window and one hop
+        self.frames = Ring(self._win + self._hop, (p.n_mels + 1,))
+        self._smoother = Smoother(len(self.labels), settings.smoothing)
+        self._emitted = 0
+        self._first_frame = 0  # index of the next window's first frame
+        self._sum = np.zeros(len(self.labels))
+        self._voiced = 0
+        self._silent = 0
+        self._padded = False
+        self.latencies: deque[float] = deque(maxlen=10_000)
+
+    # -- audio in -------------------------------------------------------------------------
+    def feed(self, block: np.ndarray) -> None:
+        """Hand over mono samples at the model rate (from any thread: the ring is the hand-off)."""
+        self.audio.write(block)
+
+    @property
+    def audio_time(self) -> float:
+        return self._mel.samples / self.sample_rate
+
+    def windows(self, final: bool = False) -> list[Window]:
+        """Turn buffered audio into mel frames; return the windows that became complete."""
+        now = time.monotonic()
+        mel, level = self._mel.push(self.audio.read(self.audio.available))
+        out = self._frames_in(mel, level, now)
+        if final:
+            mel, level = self._mel.flush()
+            out += self._frames_in(mel, level, now)
+            if self._emitted == 0 and not out and self.frames.available:
+                out.append(self._window(self.frames.peek(self.frames.available), now, padded=True))
+        self._emitted += len(out)
+        return out
+
+    def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
+        out = []
+        rows = np.concatenate([mel, level[:, None]], axis=1)
+        for start in range(0, len(rows), self._hop):
+            self.frames.write(rows[start : start + self._hop])
+            while self.frames.available >= self._win:
+                out.append(self._window(self.frames.peek(self._win), now, padded=False))
+                self.frames.advance(self._hop)
+        return out
+
+    def _window(self, rows: np.ndarray, now: float, padded: bool) -> Window:
+        t0 = self.frames.consumed / self._frame_rate
+        level = float(10 * np.log10(np.mean(10 ** (rows[:, -1].astype(np.float64) / 10))))
+        return Window(
+            t0=round(t0, 3),
+            t1=round(t0 + len(rows) / self._frame_rate, 3),
+            mel=fit_window(rows[:, :-1], self._win),
+            level_dbfs=level,
+            silent=level < self.settings.smoothing.silence_dbfs,
+            padded=padded,
+            arrived=now,
+        )
+
+    # -- results out ----------------------------------------------------------------------
+    def emit(self, windows: list[Window], probs: np.ndarray) -> list[dict]:
+        """Smooth, account and publish the classified windows; returns the messages."""
+        msgs = []
+        for w, p in zip(windows, probs, strict=True):
+            silent = w.silent
+            s = self._smoother.update(None if silent else p, self.hop_s)
+            if silent:
+                self._silent += 1
+            else:
+                self._sum += p
+                self._voiced += 1
+            self._padded |= w.padded
+            top = None if silent else int(np.argmax(p))
+            body = {
+                "t0": w.t0,
+                "t1": w.t1,
+                "probs": None if silent else self._named(p),
+                "top": None if top is None else self.labels[top],
+                "confidence": 0.0 if top is None else round(float(p[top]), 6),
+                **self._smoothed_fields(s),
+                "level_dbfs": round(w.level_dbfs, 1),
+                "padded": w.padded,
+                "model": self.model,
+                "provider": self.provider,
+                "lyrics": False,
+            }
+            msgs.append(self._send("window", body))
+            self.latencies.append(time.monotonic() - w.arrived)
+        return msgs
+
+    def heartbeat(self) -> dict:
+        return self._send(
+            "heartbeat",
+            {"t": round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()), "stats": self.stats()},
+        )
+
+    def end(self, reason: str = "end of stream") -> dict:
+        return self._send("eos", {"reason": reason, "verdict": self.verdict(), "stats": self.stats()})
+
+    def verdict(self) -> dict:
+        """Track-level result: the mean of the non-silent windows' probabilities."""
+        if self._voiced == 0:
+            return {
+                "genre": None,
+                "confidence": 0.0,
+                "probs": None,
+                "state": SILENCE,
+                "windows": self._silent,
+                "padded": self._padded,
+            }
+        mean = self._sum / self._voiced
+        top = int(np.argmax(mean))
+        return {
+            "genre": self.labels[top],
+            "confidence": round(float(mean[top]), 6),
+            "probs": self._named(mean),
+            "state": "genre",
+            "windows": self._voiced + self._silent,
+            "padded": self._padded,
+        }
+
+    def stats(self) -> dict:
+        return {
+            "windows": self._emitted,
+            "audio_overruns": self.audio.overruns,
+            "frame_overruns": self.frames.overruns,
+            "dropped": self.publisher.dropped if self.publisher else 0,
+            "latency_ms_p50": percentile_ms(self.latencies, 50),
+            "latency_ms_p99": percentile_ms(self.latencies, 99),
+            "provider": self.provider,
+        }
+
+    def _smoothed_fields(self, s) -> dict:
+        return {
+            "smoothed": None if s.probs is None else self._named(s.probs),
+            "smoothed_top": None if s.top is None else self.labels[s.top],
+            "smoothed_confidence": round(s.confidence, 6),
+            "state": s.state,
+        }
+
+    def _named(self, p: np.ndarray) -> dict[str, float]:
+        return {label: round(float(x), 6) for label, x in zip(self.labels, p, strict=True)}
+
+    def _send(self, kind: str, body: dict) -> dict:
+        if self.publisher is None:
+            return {"type": kind, "stream": self.id, **body}
+        return self.publisher.publish(self.id, kind, body)
+
+
+def run_source(
+    source: Iterable[np.ndarray],
+    pipeline: StreamPipeline,
+    classifier: Classifier,
+    realtime: bool,
+    on_message: Callable[[dict], None] = lambda m: None,
+) -> dict:
+    """Drive one source through the pipeline to its end; returns the end-of-stream message.
+
+    Real-time pacing follows the audio clock (samples delivered so far), not a sleep per block,
+    so it does not drift however long the stream.
+    """
+    start = time.monotonic()
+    delivered = 0
+    for block in source:
+        if realtime:
+            delay = start + delivered / pipeline.sample_rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        delivered += len(block)
+        pipeline.feed(block)
+        _classify(pipeline, classifier, pipeline.windows(), on_message)
+        if pipeline.publisher is not None and pipeline.publisher.heartbeat_due(pipeline.id):
+            on_message(pipeline.heartbeat())
+    _classify(pipeline, classifier, pipeline.windows(final=True), on_message)
+    eos = pipeline.end()
+    on_message(eos)
+    return eos
+
+
+def _classify(pipeline: StreamPipeline, classifier: Classifier, windows: list[Window], on_message) -> None:
+    if windows:
+        probs = classifier.predict(np.stack([w.mel for w in windows]))
+        for m in pipeline.emit(windows, probs):
+            on_message(m)

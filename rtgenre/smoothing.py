@@ -1,0 +1,69 @@
+"""Temporal smoothing of window probabilities and the silence gate.
+
+An exponential moving average with a time constant in seconds (independent of the hop), and
+hysteresis on the reported genre so it does not flicker between two close candidates. Silent
+windows claim no genre; a long silence resets the average so the next song starts fresh.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+GENRE, UNCERTAIN, SILENCE = "genre", "uncertain", "silence"
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    time_constant_s: float = 3.0  # EMA time constant
+    switch_margin: float = 0.1  # a challenger must lead the reported genre by this much
+    min_confidence: float = 0.4  # below this the state is "uncertain"
+    silence_dbfs: float = -60.0  # windows quieter than this are silence
+    silence_reset_s: float = 3.0  # silence this long forgets the average
+
+
+@dataclass(frozen=True)
+class Smoothed:
+    probs: np.ndarray | None
+    top: int | None
+    confidence: float
+    state: str
+
+
+class Smoother:
+    def __init__(self, n_labels: int, config: SmoothingConfig = SmoothingConfig()):
+        self.config = config
+        self._n = n_labels
+        self._avg: np.ndarray | None = None
+        self._top: int | None = None
+        self._silent_for = 0.0
+
+    def update(self, probs: np.ndarray | None, dt: float) -> Smoothed:
+        """Fold in one window's probabilities (``None`` for a silent window) ``dt`` s after the last."""
+        c = self.config
+        if probs is None:
+            self._silent_for += dt
+            if self._silent_for >= c.silence_reset_s:
+                self._avg, self._top = None, None
+            return Smoothed(self._avg, None, 0.0, SILENCE)
+        self._silent_for = 0.0
+        if self._avg is None:
+            self._avg = probs.astype(np.float64)
+        else:
+            alpha = 1.0 - math.exp(-dt / c.time_constant_s)
+            self._avg = (1.0 - alpha) * self._avg + alpha * probs
+        best = int(np.argmax(self._avg))
+        if self._top is None or self._avg[best] >= self._avg[self._top] + c.switch_margin:
+            self._top = best
+        conf = float(self._avg[self._top])
+        return Smoothed(self._avg, self._top, conf, GENRE if conf >= c.min_confidence else UNCERTAIN)
+
+    def current(self) -> Smoothed:
+        """The state now, for heartbeats to late-joining subscribers."""
+        if self._avg is None:
+            return Smoothed(None, None, 0.0, SILENCE if self._silent_for else UNCERTAIN)
+        conf = float(self._avg[self._top])
+        state = SILENCE if self._silent_for else GENRE if conf >= self.config.min_confidence else UNCERTAIN
+        return Smoothed(self._avg, None if self._silent_for else self._top, conf, state)

@@ -1,0 +1,45 @@
+"""The live terminal view: the current genre and one confidence bar per genre, redrawn in place."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+BAR = 28
+
+
+class LiveView:
+    def __init__(self, title: str, labels: tuple[str, ...], duration_s: float | None = None, out: TextIO = sys.stdout):
+        self.title = title
+        self.labels = labels
+        self.duration_s = duration_s
+        self.out = out
+        self._drawn = 0
+
+    def update(self, msg: dict) -> None:
+        if msg["type"] in ("window", "heartbeat"):
+            self._draw(self._lines(msg))
+
+    def _lines(self, msg: dict) -> list[str]:
+        t = msg.get("t1", msg.get("t", 0.0))
+        clock = f"{t:6.1f} s" + (f" / {self.duration_s:.1f} s" if self.duration_s else "")
+        top = msg.get("smoothed_top")
+        now = f"{top:<10} {msg['smoothed_confidence']:4.0%}" if top else "–"
+        lines = [
+            f"rtgenre ▸ {self.title}   {clock}   {msg.get('provider', '')}",
+            f"  now: {now}   state: {msg['state']}   level {msg.get('level_dbfs', float('nan')):.0f} dBFS",
+        ]
+        probs = msg.get("smoothed") or {}
+        for label in self.labels:
+            p = probs.get(label, 0.0)
+            filled = round(p * BAR)
+            mark = "▶" if label == top else " "
+            lines.append(f"{mark} {label:<10} {'█' * filled}{'░' * (BAR - filled)} {p:4.0%}")
+        return lines
+
+    def _draw(self, lines: list[str]) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F")
+        self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self._drawn = len(lines)

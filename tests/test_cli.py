@@ -1,0 +1,161 @@
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zmq
+from helpers import rtgenre, tone, write_audio
+
+from rtgenre.model import DEFAULT_MODEL
+
+
+def assert_one_line_error(r, pattern: str):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("rtgenre: error: ") and pattern in lines[0], lines[0]
+
+
+@pytest.fixture
+def music(tmp_path):
+    """Five seconds of noisy chords: real audio for the command line to chew on."""
+    rng = np.random.default_rng(0)
+    t = np.arange(22050 * 5) / 22050
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440)) + 0.02 * rng.standard_normal(len(t))
+    return write_audio(tmp_path / "music.wav", y.astype(np.float32), 22050)
+
+
+def test_version_and_help():
+    assert rtgenre("--version").stdout.startswith("rtgenre, version")
+    for cmd in ("replay", "classify", "subscribe"):
+        r = rtgenre(cmd, "--help")
+        assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def make_bad(kind: str, d):
+    if kind == "missing":
+        return d / "nope.wav"
+    if kind == "directory":
+        return d
+    f = d / "bad.wav"
+    if kind == "empty":
+        f.write_bytes(b"")
+    elif kind == "not audio":
+        f.write_bytes(b"\x00\x01garbage" * 500)
+    elif kind == "truncated":
+        write_audio(f, tone(3.0), 22050)
+        f.write_bytes(f.read_bytes()[:30000])
+    elif kind == "zero length":
+        write_audio(f, np.zeros(0, np.float32), 22050)
+    elif kind == "silence":
+        write_audio(f, np.zeros(22050 * 4, np.float32), 22050)
+    elif kind == "nan":
+        y = tone(3.0)
+        y[100] = np.inf
+        write_audio(f, y, 22050, subtype="FLOAT")
+    return f
+
+
+BAD = {
+    "missing": "no such file",
+    "directory": "is a directory",
+    "empty": "empty file",
+    "not audio": "not a readable audio file",
+    "truncated": "truncated",
+    "zero length": "no audio samples",
+    "silence": "silent throughout",
+    "nan": "NaN or infinite sample",
+}
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_to_classify(tmp_path, kind):
+    assert_one_line_error(rtgenre("classify", str(make_bad(kind, tmp_path))), BAD[kind])
+
+
+@pytest.mark.parametrize("kind", ["missing", "not audio", "silence"])
+def test_bad_input_to_replay(tmp_path, endpoint, kind):
+    assert_one_line_error(rtgenre("replay", "--fast", "--endpoint", endpoint, str(make_bad(kind, tmp_path))), BAD[kind])
+
+
+def test_one_bad_file_does_not_stop_the_others(tmp_path, music):
+    bad = make_bad("not audio", tmp_path)
+    r = rtgenre("classify", "--json", str(music), str(bad), str(music))
+    assert r.returncode == 1
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["file"] for x in results] == [str(music), str(music)]
+    assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr
+
+
+@pytest.mark.parametrize("sr, channels", [(8000, 1), (96000, 2), (44100, 6)])
+def test_unusual_rates_and_channel_counts_are_classified(tmp_path, sr, channels):
+    f = write_audio(tmp_path / "x.wav", tone(4.0, sr, channels=channels), sr)
+    r = rtgenre("classify", "--json", str(f))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["genre"] in json.loads((DEFAULT_MODEL / "meta.json").read_text())["labels"]
+    assert abs(sum(out["probs"].values()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "sha"])
+def test_bad_model_bundle(tmp_path, music, kind):
+    d = tmp_path / "model"
+    if kind != "missing":
+        shutil.copytree(DEFAULT_MODEL, d)
+    if kind == "corrupt":
+        (d / "meta.json").write_text("{")
+    if kind == "sha":
+        (d / "filterbank.npy").write_bytes(b"x" + (d / "filterbank.npy").read_bytes()[1:])
+    pattern = {"missing": "no such directory", "corrupt": "not valid JSON", "sha": "sha256 mismatch"}[kind]
+    assert_one_line_error(rtgenre("classify", "--model", str(d), str(music)), pattern)
+
+
+def test_endpoint_in_use_and_malformed(music, endpoint):
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.bind(endpoint)
+    try:
+        assert_one_line_error(rtgenre("replay", "--fast", "--endpoint", endpoint, str(music)), "already in use")
+    finally:
+        sock.close(0)
+    assert_one_line_error(rtgenre("replay", "--endpoint", "tcp://nowhere", str(music)), "malformed endpoint")
+
+
+def test_replay_publishes_to_a_separate_subscriber(music, endpoint):
+    sub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtgenre",
+            "subscribe",
+            "--endpoint",
+            endpoint,
+            "--json",
+            "--until-eos",
+            "--timeout",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    r = rtgenre("replay", "--fast", "--json", "--wait", "10", "--endpoint", endpoint, str(music))
+    out, _ = sub.communicate(timeout=30)
+    assert r.returncode == 0, r.stderr
+    msgs = [json.loads(line) for line in out.splitlines()]
+    windows = [m for m in msgs if m["type"] == "window"]
+    assert len(windows) == 4  # 216 frames, 129-frame windows every 22 frames
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    eos = msgs[-1]
+    assert eos["type"] == "eos" and eos["stats"]["windows"] == 4 and eos["stats"]["dropped"] == 0
+    printed = [json.loads(line) for line in r.stdout.splitlines()]
+    assert printed[-1]["file"] == str(music)
+
+
+def test_replay_is_paced_at_real_time(music, endpoint):
+    t0 = time.monotonic()
+    r = rtgenre("replay", "--json", "--endpoint", endpoint, str(music))
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 >= 5.0  # the audio clock: 5 s of audio take at least 5 s

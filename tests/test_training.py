@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+from helpers import rtgenre
+
+from rtgenre.model import load_bundle
+from training.data import GENRES, find_tracks, stratified_folds
+from training.export import PARITY_ATOL, export_onnx
+from training.models import build
+
+
+def test_folds_never_split_a_track(data):
+    tracks = find_tracks(data / "gtzan") + find_tracks(data / "gtzan_clips", kind="clip")
+    fold = stratified_folds(tracks, 5, seed=0)
+    for k in range(5):
+        held = {t.key for t, f in zip(tracks, fold, strict=True) if f == k}
+        train = {t.key for t, f in zip(tracks, fold, strict=True) if f != k}
+        assert held and not held & train
+    for g in GENRES:  # stratified: every genre spread evenly over the folds
+        counts = np.bincount([f for t, f in zip(tracks, fold, strict=True) if t.genre == g], minlength=5)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_shared_split_lists_are_read(data):
+    tracks = find_tracks(data / "gtzan")
+    assert {t.split for t in tracks} == {"train", "valid"}
+    assert sum(t.split == "valid" for t in tracks) == 97
+
+
+def test_kaggle_and_original_layouts(data, tmp_path):
+    src = sorted((data / "gtzan" / "blues").glob("*.ogg"))[:2] + sorted((data / "gtzan" / "rock").glob("*.ogg"))[:2]
+    for layout, ext in (("Data/genres_original", "wav"), ("genres", "au")):
+        for f in src:
+            y, sr = sf.read(f)
+            out = tmp_path / layout / f.parent.name / f"{f.stem}.{ext}"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(out, y[:sr], sr)
+        tracks = find_tracks(tmp_path if ext == "wav" else tmp_path / "genres")
+        assert sorted(t.key for t in tracks if t.path.suffix == f".{ext}") == sorted(
+            f"{f.parent.name}/{f.stem}" for f in src
+        )
+        assert {t.split for t in tracks} == {"train"}  # no split lists: all train, evaluated by CV
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    model = build("cnn", 96, 10).eval()
+    assert export_onnx(model, tmp_path / "m.onnx", 129, 96) <= PARITY_ATOL
+
+
+def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
+    out = tmp_path / "tiny"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--data",
+            str(data / "gtzan"),
+            "--clips",
+            str(data / "gtzan_clips"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--windows-per-epoch",
+            "64",
+            "--folds",
+            "2",
+            "--limit",
+            "2",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = load_bundle(out)
+    assert set(bundle.meta.extra["validation"]) == {"cv", "cv_full_tracks", "valid"}
+    assert "Evaluation" in (out / "MODEL_CARD.md").read_text()
+    c = rtgenre("classify", "--json", "--model", str(out), str(data / "gtzan" / "jazz" / "jazz.00000.ogg"))
+    assert c.returncode == 0, c.stderr
+    assert json.loads(c.stdout)["genre"] in GENRES

@@ -1,0 +1,1 @@
+"""Training, evaluation and ONNX export of rtgenre models (needs torch and librosa)."""

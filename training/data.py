@@ -1,0 +1,107 @@
+"""GTZAN collections, split lists, track-level folds and cached log-mel spectrograms.
+
+Three layouts are recognised: the shared Ogg layout (``<genre>/<genre>.000NN.ogg`` with
+``splits/{train,valid}_filtered.txt``), Kaggle's ``Data/genres_original/<genre>/*.wav`` and the
+original ``genres/<genre>/*.au``. A copy without split lists is all "train" and is evaluated by
+cross-validation. A track (30 s excerpt or 2–3 s clip) is always one unit: every slice of it
+lands on the same side of any split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtgenre.audio import FileSource
+from rtgenre.errors import AudioError
+from rtgenre.frontend import MelFrontend
+
+GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+AUDIO_EXTS = (".ogg", ".wav", ".au", ".flac", ".mp3")
+
+
+@dataclass(frozen=True)
+class Track:
+    path: Path
+    genre: str
+    split: str  # "train", "valid" or "unlisted"
+    kind: str  # "full" (30 s excerpt) or "clip" (2–3 s)
+
+    @property
+    def key(self) -> str:
+        return f"{self.genre}/{self.path.stem}"
+
+
+def collection_root(root: Path) -> Path:
+    """The folder holding one sub-folder per genre, whichever layout ``root`` uses."""
+    for candidate in (root, root / "genres_original", root / "Data" / "genres_original", root / "genres"):
+        if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):
+            return candidate
+    raise FileNotFoundError(f"{root}: no GTZAN genre folders found (expected <genre>/<genre>.000NN.<ext>)")
+
+
+def read_splits(root: Path) -> dict[str, str]:
+    """Map 'genre/stem' to its split from ``splits/*_filtered.txt`` (empty if there are none)."""
+    out = {}
+    for split in ("train", "valid"):
+        f = root / "splits" / f"{split}_filtered.txt"
+        if f.is_file():
+            for line in f.read_text().split():
+                out[str(Path(line).with_suffix(""))] = split
+    return out
+
+
+def find_tracks(root: Path, kind: str = "full") -> list[Track]:
+    base = collection_root(Path(root))
+    splits = read_splits(Path(root)) or read_splits(base)
+    tracks = []
+    for genre in GENRES:
+        folder = base / genre
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in AUDIO_EXTS:
+                continue
+            split = splits.get(f"{genre}/{path.stem}", "unlisted" if splits else "train")
+            tracks.append(Track(path, genre, split, kind))
+    if not tracks:
+        raise FileNotFoundError(f"{root}: no audio files in the genre folders")
+    return tracks
+
+
+def stratified_folds(tracks: list[Track], k: int, seed: int) -> np.ndarray:
+    """Fold index of every track, balanced per genre; tracks, not slices, are assigned."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(tracks), int)
+    offset = 0
+    for genre in GENRES:
+        idx = [i for i, t in enumerate(tracks) if t.genre == genre]
+        rng.shuffle(idx)
+        for j, i in enumerate(idx):
+            fold[i] = (j + offset) % k
+        offset += len(idx)  # rotate so small genres do not all start in fold 0
+    return fold
+
+
+def track_mel(track: Track, frontend: MelFrontend, cache_dir: Path | None) -> np.ndarray:
+    """Log-mel (frames, n_mels) of a whole track through the runtime's decoder and front end."""
+    stat = track.path.stat()
+    key = hashlib.sha256(
+        f"{track.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{frontend.params}".encode()
+    ).hexdigest()[:24]
+    cached = cache_dir / f"{key}.npy" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return np.load(cached)
+    try:
+        y = np.concatenate(list(FileSource(str(track.path), frontend.params.sample_rate, block_seconds=30.0)))
+    except AudioError as e:
+        raise AudioError(f"training data: {e}") from None
+    mel = frontend.mel(y)
+    if cached is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.save(cached, mel)
+    return mel
