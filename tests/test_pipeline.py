@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from helpers import tone, write_audio
 
-from rtgenre.audio import FileSource
+from rtgenre.audio import ArraySource, FileSource
 from rtgenre.errors import RtgenreError
 from rtgenre.pipeline import StreamPipeline, StreamSettings, run_source
 
@@ -18,7 +18,7 @@ def test_windows_follow_the_hop_and_match_offline_frames(bundle, classifier):
     rng = np.random.default_rng(1)
     y = (0.1 * rng.standard_normal(22050 * 10)).astype(np.float32)
     blocks = np.array_split(y, rng.integers(1, 40_000, 30).cumsum()[:-1].clip(0, len(y)))
-    pipe, wins, _ = collect(bundle, classifier, iter(blocks), hop_s=1.0)
+    pipe, wins, _ = collect(bundle, classifier, ArraySource(blocks, 22050), hop_s=1.0)
     fe = bundle.frontend()
     offline = fe.mel(y)
     n_win, n_hop = fe.params.frames(bundle.meta.window_s), fe.params.frames(1.0)
@@ -39,7 +39,7 @@ def test_input_shorter_than_a_window_is_classified_and_marked_padded(bundle, cla
 
 
 def test_silence_claims_no_genre(bundle, classifier):
-    _, wins, eos = collect(bundle, classifier, iter([np.zeros(22050 * 6, np.float32)]))
+    _, wins, eos = collect(bundle, classifier, ArraySource([np.zeros(22050 * 6, np.float32)], 22050))
     assert wins and all(m["state"] == "silence" and m["top"] is None and m["probs"] is None for m in wins)
     assert eos["verdict"]["genre"] is None
 
