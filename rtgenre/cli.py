@@ -14,8 +14,9 @@ import click
 from . import __version__
 from .audio import FileSource
 from .capture import Capture, input_devices, select_device
+from .config import DEFAULT_CONTROL
 from .errors import RtgenreError
-from .feed import DEFAULT_ENDPOINT, Publisher, subscribe
+from .feed import DEFAULT_ENDPOINT, Publisher, request, subscribe
 from .model import Bundle, Classifier, load_bundle
 from .pipeline import StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -151,6 +152,38 @@ def listen(device_spec, endpoint, stream_id, as_json, duration_s, model_dir, win
     v = eos["verdict"]
     if not json_mode(as_json):
         click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default="config.yaml", show_default=True)
+def serve(config_path):
+    """Run the daemon: every stream in the config on one model, published on one feed."""
+    from .daemon import Daemon
+
+    sys.exit(Daemon(config_path).run())
+
+
+@main.command()
+@click.option("--endpoint", default=DEFAULT_CONTROL, show_default=True, help="The daemon's control endpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+@click.option("--timeout", "timeout_s", default=2.0, show_default=True, help="Seconds to wait for an answer.")
+def status(endpoint, as_json, timeout_s):
+    """Ask a running daemon for its streams, provider, overflows, drops and latency."""
+    reply = request(endpoint, {"cmd": "status"}, timeout_s)
+    if as_json or not sys.stdout.isatty():
+        print_json(reply)
+        return
+    feed = reply["feed"]
+    click.echo(
+        f"model {reply['model']} on {reply['provider']}, up {reply['uptime_s']:.0f} s, "
+        f"feed {feed['endpoint']}: {feed['sent']} sent, {feed['dropped']} dropped, {feed['subscribers']} subscribers"
+    )
+    for sid, s in reply["streams"].items():
+        top = s.get("smoothed_top") or "–"
+        click.echo(
+            f"  {sid:<16} {s['state']:<9} {top:<10} windows {s['windows']:<7} "
+            f"overruns {s['audio_overruns']}  p99 {s['latency_ms_p99']} ms  {s.get('error') or ''}"
+        )
 
 
 @main.command()

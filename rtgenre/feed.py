@@ -134,3 +134,18 @@ def subscribe(endpoint: str, stream: str | None = None, timeout_s: float | None 
             yield decode(sock.recv())
     finally:
         sock.close()
+
+
+def request(endpoint: str, body: dict, timeout_s: float) -> dict:
+    """One request to a daemon's control socket (REQ/REP); a clear error if nobody answers."""
+    check_endpoint(endpoint)
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(json.dumps(body).encode())
+        if not sock.poll(int(timeout_s * 1000)):
+            raise FeedError(f"no rtgenre daemon answered on {endpoint} within {timeout_s:g} s")
+        return json.loads(sock.recv())
+    finally:
+        sock.close()

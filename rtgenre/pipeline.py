@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,9 +163,12 @@ class StreamPipeline:
             self.latencies.append(time.monotonic() - w.arrived)
         return msgs
 
+    def current(self) -> dict:
+        """The smoothed state now, as the messages carry it."""
+        return self._smoothed_fields(self._smoother.current())
+
     def heartbeat(self, source: dict | None = None) -> dict:
-        smoothed = self._smoothed_fields(self._smoother.current())
-        body = {"t": round(self.audio_time, 3), **smoothed, "source": source or {}, "stats": self.stats()}
+        body = {"t": round(self.audio_time, 3), **self.current(), "source": source or {}, "stats": self.stats()}
         return self._send("heartbeat", body)
 
     def end(self, reason: str = "end of stream", source: dict | None = None) -> dict:
@@ -222,6 +225,19 @@ class StreamPipeline:
         return self.publisher.publish(self.id, kind, body)
 
 
+def paced(blocks: Iterable[np.ndarray], sample_rate: int, speed: float = 1.0) -> Iterator[np.ndarray]:
+    """Release blocks at ``speed`` times real time by the audio clock (samples delivered so far),
+    not by a sleep per block, so the pace does not drift however long the stream."""
+    start = time.monotonic()
+    delivered = 0
+    for block in blocks:
+        delay = start + delivered / (sample_rate * speed) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        delivered += len(block)
+        yield block
+
+
 def run_source(
     source: Source,
     pipeline: StreamPipeline,
@@ -230,18 +246,8 @@ def run_source(
     on_message: Callable[[dict], None] = lambda m: None,
 ) -> dict:
     """Drive one source through the pipeline to its end; returns the end-of-stream message.
-
-    ``realtime`` paces a file by the audio clock (samples delivered so far), not by a sleep per
-    block, so it does not drift however long the stream; live sources pace themselves.
-    """
-    start = time.monotonic()
-    delivered = 0
-    for block in source:
-        if realtime:
-            delay = start + delivered / pipeline.sample_rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        delivered += len(block)
+    ``realtime`` paces a file like a live source; live sources pace themselves."""
+    for block in paced(source, pipeline.sample_rate) if realtime else source:
         pipeline.feed(block, source.newest_sample_time())
         _classify(pipeline, classifier, pipeline.windows(), on_message)
         if pipeline.publisher is not None and pipeline.publisher.heartbeat_due(pipeline.id):

@@ -1,0 +1,167 @@
+"""The daemon's configuration: dataclasses, YAML loading, and validation whose every message names
+the file, the line and the key, so an operator can fix a config without reading code."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import RtgenreError
+from .feed import DEFAULT_ENDPOINT
+
+SOURCES = ("device", "file", "url")
+DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+
+
+class ConfigError(RtgenreError):
+    pass
+
+
+def _range(lo: float | None = None, hi: float | None = None, choices: tuple = ()) -> dict:
+    return {"lo": lo, "hi": hi, "choices": choices}
+
+
+@dataclass(frozen=True)
+class SmoothingSection:
+    time_constant: float = field(default=3.0, metadata=_range(0.01, 600))
+    switch_margin: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    min_confidence: float = field(default=0.4, metadata=_range(0.0, 1.0))
+    silence_dbfs: float = field(default=-60.0, metadata=_range(-120.0, 0.0))
+    silence_reset: float = field(default=3.0, metadata=_range(0.0, 3600))
+
+
+@dataclass(frozen=True)
+class StreamSection:
+    id: str
+    source: str = field(metadata=_range(choices=SOURCES))
+    device: str = "mic"  # source: device
+    path: str | None = None  # source: file
+    loop: bool = False  # source: file
+    url: str | None = None  # source: url (decoded by ffmpeg)
+    window: float | None = field(default=None, metadata=_range(1.0, 3.0))
+    hop: float | None = field(default=None, metadata=_range(0.05, 3.0))
+    smoothing: SmoothingSection = field(default_factory=SmoothingSection)
+
+
+@dataclass(frozen=True)
+class FeedSection:
+    endpoint: str = DEFAULT_ENDPOINT
+    hwm: int = field(default=1000, metadata=_range(1, 1_000_000))
+    heartbeat: float = field(default=1.0, metadata=_range(0.1, 60))
+    curve_secret_key: str | None = None  # enables CurveZMQ: this server's secret key file
+    curve_authorized_keys: str | None = None  # directory of client public keys allowed to subscribe
+
+
+@dataclass(frozen=True)
+class ControlSection:
+    endpoint: str = DEFAULT_CONTROL
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    address: str = "127.0.0.1"
+    port: int = field(default=9108, metadata=_range(0, 65535))  # 0 disables the endpoint
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    streams: list[StreamSection]
+    model: str | None = None  # bundle directory; None: the shipped default
+    provider: str = field(default="auto", metadata=_range(choices=("auto", "cpu", "cuda")))
+    threads: int = field(default=1, metadata=_range(1, 256))
+    feed: FeedSection = field(default_factory=FeedSection)
+    control: ControlSection = field(default_factory=ControlSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if node is None or not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}: the config must be a mapping with at least a 'streams' list")
+    cfg = _build(ServeConfig, node, path, "")
+    _check_streams(cfg, node, path)
+    if cfg.model is not None and not Path(cfg.model).is_absolute():
+        cfg = dataclasses.replace(cfg, model=str((path.parent / cfg.model).resolve()))
+    return cfg
+
+
+def _fail(path: Path, node: yaml.Node, key: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{path}:{node.start_mark.line + 1}: {key}: {message}")
+
+
+def _build(cls, node: yaml.Node, path: Path, prefix: str):
+    if not isinstance(node, yaml.MappingNode):
+        _fail(path, node, prefix or "config", "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        name = f"{prefix}{key}"
+        if key not in fields:
+            _fail(path, key_node, name, f"unknown key (known: {', '.join(fields)})")
+        if key in values:
+            _fail(path, key_node, name, "given twice")
+        values[key] = _value(hints[key], value_node, path, name, fields[key].metadata)
+    for f in fields.values():
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(path, node, f"{prefix}{f.name}", "missing (required)")
+    return cls(**values)
+
+
+def _value(hint, node: yaml.Node, path: Path, name: str, meta):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, node, path, f"{name}.")
+    if typing.get_origin(hint) is list:
+        if not isinstance(node, yaml.SequenceNode):
+            _fail(path, node, name, "must be a list")
+        item = typing.get_args(hint)[0]
+        return [_value(item, n, path, f"{name}[{i}]", {}) for i, n in enumerate(node.value)]
+    if not isinstance(node, yaml.ScalarNode):
+        _fail(path, node, name, f"must be a {hint.__name__}")
+    value = yaml.safe_load(yaml.serialize(node))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        _fail(path, node, name, f"must be a {hint.__name__}, not {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        _fail(path, node, name, f"must be one of {', '.join(map(str, meta['choices']))}, not {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        _fail(path, node, name, f"{value!r} is out of range [{lo:g}, {hi:g}]")
+    return value
+
+
+def _check_streams(cfg: ServeConfig, node: yaml.MappingNode, path: Path) -> None:
+    streams_node = next(v for k, v in node.value if k.value == "streams")
+    if not cfg.streams:
+        _fail(path, streams_node, "streams", "must list at least one stream")
+    seen: dict[str, int] = {}
+    for i, (s, n) in enumerate(zip(cfg.streams, streams_node.value, strict=True)):
+        if s.id in seen:
+            _fail(path, n, f"streams[{i}].id", f"duplicate stream id {s.id!r} (also streams[{seen[s.id]}])")
+        seen[s.id] = i
+        need = {"file": "path", "url": "url"}.get(s.source)
+        if need and getattr(s, need) is None:
+            _fail(path, n, f"streams[{i}].{need}", f"required for a {s.source} source")
+        if s.window is not None and s.hop is not None and s.hop > s.window:
+            _fail(path, n, f"streams[{i}].hop", f"{s.hop:g} s is longer than the window ({s.window:g} s)")

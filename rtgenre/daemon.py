@@ -1,0 +1,297 @@
+"""Many streams on one model: the `serve` daemon.
+
+Each stream's source runs on its own thread and only feeds its pipeline's audio ring. One
+scheduler thread turns every stream's buffered audio into windows, batches all due windows into
+one inference call, then smooths and publishes. A stream that fails is reported on the feed and
+retried with backoff; nothing it does can stop the others. SIGHUP reloads the config (an invalid
+one is rejected and the old one keeps running), SIGTERM ends every stream with an end-of-stream
+message and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from .audio import FfmpegSource, FileSource, Source
+from .capture import Capture, select_device
+from .config import ServeConfig, StreamSection, load_config
+from .errors import RtgenreError
+from .feed import Publisher, check_endpoint, check_stream_id
+from .model import Bundle, Classifier, load_bundle
+from .notify import notify, watchdog_interval
+from .pipeline import StreamPipeline, StreamSettings, paced, percentile_ms
+from .smoothing import SmoothingConfig
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.01
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def stream_settings(s: StreamSection) -> StreamSettings:
+    m = s.smoothing
+    return StreamSettings(
+        stream_id=check_stream_id(s.id),
+        window_s=s.window,
+        hop_s=s.hop,
+        smoothing=SmoothingConfig(m.time_constant, m.switch_margin, m.min_confidence, m.silence_dbfs, m.silence_reset),
+    )
+
+
+class StreamRunner:
+    """One stream: its source on a thread of its own, reopened with backoff when it fails."""
+
+    def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str):
+        self.section = section
+        self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
+        self.state = "starting"
+        self.error: str | None = None
+        self.failures = 0
+        self.finished = False  # a file without loop reached its end
+        self._source: Source | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stream-{section.id}", daemon=True)
+
+    @property
+    def id(self) -> str:
+        return self.section.id
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._source is not None:
+            self._source.stop()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def status(self) -> dict:
+        """The source's own status (a capture's device state, say) while it runs, else the runner's."""
+        source = self._source.status() if self._source is not None else {}
+        state = source.get("state", self.state) if self.state == "running" else self.state
+        return {"kind": self.section.source, **source, "state": state, "error": self.error, "failures": self.failures}
+
+    def _open(self) -> Source:
+        s, sr = self.section, self.pipeline.sample_rate
+        if s.source == "device":
+            return Capture(select_device(s.device), sr)
+        if s.source == "file":
+            return FileSource(s.path, sr, block_seconds=0.02)
+        return FfmpegSource(s.url, sr)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._source = source = self._open()
+                self.state, self.error = "running", None
+                blocks = paced(source, self.pipeline.sample_rate) if self.section.source == "file" else source
+                for block in blocks:
+                    if self._stop.is_set():
+                        return
+                    self.pipeline.feed(block, source.newest_sample_time())
+                if self._stop.is_set():
+                    return
+                if self.section.source == "file" and not self.section.loop:
+                    self.state, self.finished = "ended", True
+                    return
+                if self.section.source == "url":
+                    raise RtgenreError(f"{self.section.url}: the stream ended")
+            except RtgenreError as e:
+                self.failures += 1
+                self.state, self.error = "retrying", str(e)
+                delay = BACKOFF_S[min(self.failures - 1, len(BACKOFF_S) - 1)]
+                log.warning("stream %s: %s; retrying in %g s", self.id, e, delay)
+                self._stop.wait(delay)
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path):
+        self.config_path = Path(config_path)
+        self.config = load_config(self.config_path)
+        self.bundle, self.classifier = self._load_model(self.config)
+        for s in self.config.streams:
+            stream_settings(s)  # validates every stream id before anything is bound
+        self.started = time.time()
+        self.publisher = self._publisher(self.config)
+        self._ctx = zmq.Context.instance()
+        self.control = self._ctx.socket(zmq.REP)
+        self.control.setsockopt(zmq.LINGER, 0)
+        try:
+            self.control.bind(check_endpoint(self.config.control.endpoint))
+        except zmq.ZMQError as e:
+            self.publisher.close()
+            self.control.close()
+            raise RtgenreError(f"control endpoint {self.config.control.endpoint}: {e.strerror}") from None
+        self.runners: dict[str, StreamRunner] = {}
+        self.ended: dict[str, dict] = {}  # streams that finished: their last status
+        self.reloads = 0
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+
+    # -- setup ----------------------------------------------------------------------------
+    @staticmethod
+    def _load_model(cfg: ServeConfig) -> tuple[Bundle, Classifier]:
+        bundle = load_bundle(cfg.model)
+        return bundle, Classifier(bundle, cfg.provider, cfg.threads)
+
+    @staticmethod
+    def _publisher(cfg: ServeConfig) -> Publisher:
+        f = cfg.feed
+        return Publisher(f.endpoint, f.hwm, f.heartbeat)
+
+    def _start(self, section: StreamSection) -> None:
+        runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider)
+        self.runners[section.id] = runner
+        self.ended.pop(section.id, None)
+        runner.start()
+
+    def _end(self, runner: StreamRunner, reason: str) -> None:
+        """Stop a stream and publish its end, classifying what it still had buffered."""
+        runner.stop()
+        runner.join(1.0)
+        self._classify([(runner, runner.pipeline.windows(final=True))])
+        runner.pipeline.end(reason, runner.status())
+        self.ended[runner.id] = {**runner.status(), **runner.pipeline.stats()}
+        del self.runners[runner.id]
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        for section in self.config.streams:
+            self._start(section)
+        notify("READY=1", f"STATUS={self._summary()}")
+        log.info(
+            "serving %d streams with %s on %s", len(self.runners), self.classifier.provider, self.publisher.endpoint
+        )
+        ping = watchdog_interval()
+        last_ping = 0.0
+        while not self._stop.is_set():
+            self._tick()
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if self.control.poll(int(TICK_S * 1000)):
+                self._answer()
+            if ping and time.monotonic() - last_ping >= ping:
+                notify("WATCHDOG=1", f"STATUS={self._summary()}")
+                last_ping = time.monotonic()
+        notify("STOPPING=1")
+        for runner in list(self.runners.values()):
+            runner.stop()
+        for runner in list(self.runners.values()):
+            self._end(runner, "shutdown")
+        self.publisher.close()
+        self.control.close()
+        return 0
+
+    def _tick(self) -> None:
+        due = [(r, r.pipeline.windows(final=r.finished)) for r in self.runners.values()]
+        self._classify(due)
+        for runner in list(self.runners.values()):
+            if runner.finished:
+                self._end(runner, "end of file")
+            elif self.publisher.heartbeat_due(runner.id):
+                runner.pipeline.heartbeat(runner.status())
+
+    def _classify(self, due: list) -> None:
+        """One inference call per window length for every window due from every stream."""
+        by_length: dict[int, list] = {}
+        for runner, windows in due:
+            for w in windows:
+                by_length.setdefault(len(w.mel), []).append((runner, w))
+        for items in by_length.values():
+            probs = self.classifier.predict(np.stack([w.mel for _, w in items]))
+            for (runner, w), p in zip(items, probs, strict=True):
+                runner.pipeline.emit([w], p[None])
+
+    # -- reload ---------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Apply a changed config; a config or model that does not load leaves everything as it was."""
+        try:
+            new = load_config(self.config_path)
+            for s in new.streams:
+                stream_settings(s)
+            model_changed = (new.model, new.provider, new.threads) != (
+                self.config.model, self.config.provider, self.config.threads)  # fmt: skip
+            loaded = self._load_model(new) if model_changed else None
+        except RtgenreError as e:
+            log.error("reload rejected, the running config stays: %s", e)
+            notify(f"STATUS=reload rejected: {e}")
+            return
+        for section in ("feed", "control", "metrics"):
+            if getattr(new, section) != getattr(self.config, section):
+                log.warning("config: changes to '%s' take effect at the next restart", section)
+        restart_all = False
+        if loaded is not None:
+            bundle, classifier = loaded
+            old = self.bundle.meta
+            restart_all = (bundle.meta.frontend, bundle.meta.labels, bundle.meta.window_s) != (
+                old.frontend, old.labels, old.window_s)  # fmt: skip
+            self.bundle, self.classifier = bundle, classifier
+            log.info("model reloaded: %s on %s", bundle.meta.name, classifier.provider)
+        wanted = {s.id: s for s in new.streams}
+        for sid, runner in list(self.runners.items()):
+            if sid not in wanted:
+                self._end(runner, "removed from the config")
+            elif restart_all or wanted[sid] != runner.section:
+                self._end(runner, "reconfigured")
+        for sid, section in wanted.items():
+            if sid not in self.runners and (sid not in self.ended or section != self._ended_section(sid)):
+                self._start(section)
+        self.config = replace(new, feed=self.config.feed, control=self.config.control, metrics=self.config.metrics)
+        self.reloads += 1
+        notify(f"STATUS=reloaded; {self._summary()}")
+        log.info("config reloaded: %s", self._summary())
+
+    def _ended_section(self, sid: str) -> StreamSection | None:
+        return next((s for s in self.config.streams if s.id == sid), None)
+
+    # -- control and status ---------------------------------------------------------------
+    def _answer(self) -> None:
+        try:
+            request = json.loads(self.control.recv())
+            reply = self.status() if request.get("cmd") == "status" else {"error": f"unknown command {request!r}"}
+        except (ValueError, AttributeError) as e:
+            reply = {"error": f"bad request: {e}"}
+        self.control.send(json.dumps(reply).encode())
+
+    def status(self) -> dict:
+        streams = {}
+        for sid, r in self.runners.items():
+            current = r.pipeline.current()
+            streams[sid] = {**r.status(), **r.pipeline.stats(), "genre_state": current.pop("state"), **current}
+        for sid, s in self.ended.items():
+            streams.setdefault(sid, s)
+        p = self.publisher
+        return {
+            "pid": os.getpid(),
+            "model": self.bundle.meta.name,
+            "provider": self.classifier.provider,
+            "uptime_s": round(time.time() - self.started, 1),
+            "reloads": self.reloads,
+            "feed": {"endpoint": p.endpoint, "sent": p.sent, "dropped": p.dropped, "subscribers": p.subscribers},
+            "streams": streams,
+            "latency_ms_p50": percentile_ms(self._latencies(), 50),
+            "latency_ms_p99": percentile_ms(self._latencies(), 99),
+        }
+
+    def _latencies(self) -> list[float]:
+        return [x for r in self.runners.values() for x in r.pipeline.latencies]
+
+    def _summary(self) -> str:
+        running = sum(r.state == "running" for r in self.runners.values())
+        return f"{running}/{len(self.runners)} streams running, {self.classifier.provider}"

@@ -1,0 +1,193 @@
+"""The real `rtgenre serve` process: many streams, reload, signals, restart, systemd notification."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers import rtgenre
+
+from rtgenre.feed import request, subscribe
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A `rtgenre serve` child with its own ports, and a subscriber collecting its feed."""
+
+    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None):
+        self.feed = f"tcp://127.0.0.1:{free_port()}"
+        self.control = f"tcp://127.0.0.1:{free_port()}"
+        self.config = tmp_path / "config.yaml"
+        self.write(streams)
+        self.messages: list[tuple[str, dict]] = []
+        self._sub = threading.Thread(target=self._collect, daemon=True)
+        self._sub.start()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rtgenre", "serve", "--config", str(self.config)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.wait_ready()
+
+    def write(self, streams: list[dict]) -> None:
+        cfg = {"feed": {"endpoint": self.feed, "heartbeat": 0.5}, "control": {"endpoint": self.control},
+               "metrics": {"port": 0}, "streams": streams}  # fmt: skip
+        self.config.write_text(json.dumps(cfg))  # JSON is YAML
+
+    def _collect(self) -> None:
+        for item in subscribe(self.feed, timeout_s=30):
+            self.messages.append(item)
+
+    def wait_ready(self, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                return request(self.control, {"cmd": "status"}, 0.5)
+            except Exception:
+                time.sleep(0.2)
+        raise AssertionError("the daemon never answered")
+
+    def status(self) -> dict:
+        return request(self.control, {"cmd": "status"}, 5)
+
+    def of(self, stream: str, kind: str | None = None) -> list[dict]:
+        return [m for s, m in list(self.messages) if s == stream and (kind is None or m["type"] == kind)]
+
+    def wait_for(self, predicate, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.1)
+
+    def stop(self) -> float:
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+        return time.monotonic() - t0
+
+
+def track(data, genre: str, n: int = 0) -> str:
+    return str(sorted((data / "gtzan" / genre).glob("*.ogg"))[n])
+
+
+@pytest.fixture
+def three(tmp_path, data):
+    d = Served(tmp_path, [
+        {"id": "a", "source": "file", "path": track(data, "classical"), "loop": True},
+        {"id": "b", "source": "file", "path": track(data, "rock"), "loop": True},
+        {"id": "c", "source": "file", "path": track(data, "jazz"), "loop": True, "hop": 1.0},
+    ])  # fmt: skip
+    yield d
+    if d.proc.poll() is None:
+        d.proc.kill()
+
+
+def test_three_streams_one_feed_and_status(three):
+    three.wait_for(lambda: all(len(three.of(s, "window")) >= 2 for s in "abc"))
+    st = three.status()
+    assert set(st["streams"]) == {"a", "b", "c"}
+    assert all(s["state"] == "running" and s["windows"] >= 2 for s in st["streams"].values())
+    assert st["provider"] == "CPUExecutionProvider" and st["feed"]["dropped"] == 0
+    hops = [m["t0"] for m in three.of("c", "window")]
+    assert hops[1] - hops[0] == pytest.approx(1.0, abs=0.03)  # stream c has its own hop
+
+
+def test_sigterm_ends_every_stream_within_two_seconds(three):
+    three.wait_for(lambda: len(three.of("a", "window")) >= 1)
+    assert three.stop() < 2.0
+    assert three.proc.returncode == 0
+    three.wait_for(lambda: all(three.of(s, "eos") for s in "abc"), timeout=5)
+    assert all(three.of(s, "eos")[0]["reason"] == "shutdown" for s in "abc")
+
+
+def test_sighup_applies_a_changed_config_without_touching_unchanged_streams(three, data):
+    three.wait_for(lambda: len(three.of("a", "window")) >= 2)
+    three.write([
+        {"id": "a", "source": "file", "path": track(data, "classical"), "loop": True},
+        {"id": "b", "source": "file", "path": track(data, "rock"), "loop": True, "hop": 1.0},
+        {"id": "d", "source": "file", "path": track(data, "blues"), "loop": True},
+    ])  # fmt: skip
+    three.proc.send_signal(signal.SIGHUP)
+    three.wait_for(lambda: len(three.of("d", "window")) >= 2 and three.of("c", "eos"))
+    assert three.of("c", "eos")[0]["reason"] == "removed from the config"
+    assert three.of("b", "eos")[0]["reason"] == "reconfigured"
+    assert not three.of("a", "eos")  # untouched: no end, and its sequence runs on without a gap
+    seqs = [m["seq"] for m in three.of("a")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert three.status()["reloads"] == 1
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one_running(three):
+    three.wait_for(lambda: len(three.of("a", "window")) >= 1)
+    three.config.write_text("streams:\n  - id: a\n    source: nowhere\n")
+    three.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert three.proc.poll() is None
+    st = three.status()
+    assert st["reloads"] == 0 and set(st["streams"]) == {"a", "b", "c"}
+    before = len(three.of("a", "window"))
+    three.wait_for(lambda: len(three.of("a", "window")) > before)
+    three.stop()
+    assert "reload rejected" in three.proc.stderr.read()
+
+
+def test_a_failing_stream_is_reported_and_the_others_keep_going(tmp_path, data):
+    d = Served(tmp_path, [
+        {"id": "good", "source": "file", "path": track(data, "pop"), "loop": True},
+        {"id": "bad", "source": "file", "path": str(tmp_path / "missing.ogg")},
+    ])  # fmt: skip
+    try:
+        d.wait_for(lambda: d.of("bad", "heartbeat") and len(d.of("good", "window")) >= 3)
+        hb = d.of("bad", "heartbeat")[-1]
+        assert hb["source"]["state"] == "retrying" and "no such file" in hb["source"]["error"]
+        assert d.status()["streams"]["bad"]["failures"] >= 1
+    finally:
+        d.stop()
+
+
+def test_kill_9_then_restart_serves_again(three, tmp_path):
+    three.wait_for(lambda: len(three.of("a", "window")) >= 1)
+    three.proc.kill()
+    three.proc.wait(5)
+    again = subprocess.Popen(
+        [sys.executable, "-m", "rtgenre", "serve", "--config", str(three.config)], stderr=subprocess.PIPE, text=True
+    )
+    three.proc = again
+    three.wait_ready()
+    before = len(three.of("a", "window"))
+    three.wait_for(lambda: len(three.of("a", "window")) > before)
+    assert three.status()["pid"] == again.pid  # the new process, on the same endpoints
+    assert three.stop() < 2.0
+
+
+def test_systemd_notification(tmp_path, data):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    d = Served(tmp_path, [{"id": "a", "source": "file", "path": track(data, "pop")}],
+               env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})  # fmt: skip
+    try:
+        got = [sock.recv(4096).decode() for _ in range(3)]
+        assert got[0].startswith("READY=1\nSTATUS=")
+        assert any(g.startswith("WATCHDOG=1") for g in got[1:])
+    finally:
+        d.stop()
+        sock.close()
+
+
+def test_status_without_a_daemon_is_a_one_line_error():
+    r = rtgenre("status", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5")
+    assert r.returncode == 1 and r.stderr.strip().startswith("rtgenre: error: no rtgenre daemon answered")
