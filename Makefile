@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_RUNTIME := libportaudio2
-APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins
+APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins ffmpeg
 DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/rock/rock.00003.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556

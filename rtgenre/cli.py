@@ -16,7 +16,7 @@ from .audio import FileSource
 from .capture import Capture, input_devices, select_device
 from .config import DEFAULT_CONTROL
 from .errors import RtgenreError
-from .feed import DEFAULT_ENDPOINT, Publisher, request, subscribe
+from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .model import Bundle, Classifier, load_bundle
 from .pipeline import StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -186,6 +186,29 @@ def status(endpoint, as_json, timeout_s):
         )
 
 
+@main.command(name="keygen")
+@click.argument("directory", type=click.Path(path_type=str))
+@click.option("--name", default="rtgenre", show_default=True, help="Base name of the key files.")
+def keygen_cmd(directory, name):
+    """Write a CurveZMQ key pair: NAME.key (public, share it) and NAME.key_secret (keep it)."""
+    public, secret = keygen(directory, name)
+    click.echo(f"public key: {public}\nsecret key: {secret}")
+
+
+@main.command(name="proxy")
+@click.option(
+    "--frontend",
+    default="tcp://127.0.0.1:5558",
+    show_default=True,
+    help="Where daemons publish to (their feed.connect).",
+)
+@click.option("--backend", default="tcp://127.0.0.1:5559", show_default=True, help="Where subscribers connect.")
+def proxy_cmd(frontend, backend):
+    """Gather the feeds of several daemons into one (a ZeroMQ XSUB/XPUB proxy)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    proxy(frontend, backend)
+
+
 @main.command()
 def devices():
     """List the input devices live capture can use."""
@@ -230,9 +253,11 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each message as a JSON line.")
 @click.option("--timeout", "timeout_s", type=float, help="Exit after this many seconds without a message.")
 @click.option("--until-eos", is_flag=True, help="Exit after the first end-of-stream message.")
-def subscribe_cmd(endpoint, stream_id, as_json, timeout_s, until_eos):
+@click.option("--server-key", type=click.Path(), help="CurveZMQ: the publisher's public key file.")
+@click.option("--client-key", type=click.Path(), help="CurveZMQ: this subscriber's secret key file.")
+def subscribe_cmd(endpoint, stream_id, as_json, timeout_s, until_eos, server_key, client_key):
     """Print a genre feed as it arrives."""
-    for stream, msg in subscribe(endpoint, stream_id, timeout_s):
+    for stream, msg in subscribe(endpoint, stream_id, timeout_s, server_key, client_key):
         if json_mode(as_json):
             print_json(msg)
         else:

@@ -55,6 +55,7 @@ class FeedSection:
     heartbeat: float = field(default=1.0, metadata=_range(0.1, 60))
     curve_secret_key: str | None = None  # enables CurveZMQ: this server's secret key file
     curve_authorized_keys: str | None = None  # directory of client public keys allowed to subscribe
+    connect: list[str] = field(default_factory=list)  # rtgenre proxy frontends to publish to as well
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,21 @@ def load_config(path: str | Path) -> ServeConfig:
         raise ConfigError(f"{path}: the config must be a mapping with at least a 'streams' list")
     cfg = _build(ServeConfig, node, path, "")
     _check_streams(cfg, node, path)
-    if cfg.model is not None and not Path(cfg.model).is_absolute():
-        cfg = dataclasses.replace(cfg, model=str((path.parent / cfg.model).resolve()))
-    return cfg
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: ServeConfig, base: Path) -> ServeConfig:
+    """Relative paths in the config are relative to the config file, not to the working directory."""
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else str((base / p).resolve())
+
+    feed = dataclasses.replace(
+        cfg.feed, curve_secret_key=resolve(cfg.feed.curve_secret_key),
+        curve_authorized_keys=resolve(cfg.feed.curve_authorized_keys),
+    )  # fmt: skip
+    streams = [dataclasses.replace(s, path=resolve(s.path)) for s in cfg.streams]
+    return dataclasses.replace(cfg, model=resolve(cfg.model), feed=feed, streams=streams)
 
 
 def _fail(path: Path, node: yaml.Node, key: str, message: str) -> typing.NoReturn:

@@ -24,9 +24,10 @@ import zmq
 
 from .audio import FfmpegSource, FileSource, Source
 from .capture import Capture, select_device
-from .config import ServeConfig, StreamSection, load_config
+from .config import ConfigError, ServeConfig, StreamSection, load_config
 from .errors import RtgenreError
-from .feed import Publisher, check_endpoint, check_stream_id
+from .feed import Curve, Publisher, check_endpoint, check_stream_id
+from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
 from .pipeline import StreamPipeline, StreamSettings, paced, percentile_ms
@@ -35,6 +36,7 @@ from .smoothing import SmoothingConfig
 log = logging.getLogger(__name__)
 
 TICK_S = 0.01
+SNAPSHOT_S = 1.0  # how often the metrics endpoint's view of the status is refreshed
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -139,6 +141,16 @@ class Daemon:
         self.reloads = 0
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._snapshot = self.status()
+        if self.config.metrics.port:
+            try:
+                serve_metrics(self.config.metrics.address, self.config.metrics.port, self._status_snapshot)
+            except OSError as e:
+                self.publisher.close()
+                self.control.close()
+                raise RtgenreError(
+                    f"metrics on {self.config.metrics.address}:{self.config.metrics.port}: {e.strerror}"
+                ) from None
 
     # -- setup ----------------------------------------------------------------------------
     @staticmethod
@@ -149,7 +161,12 @@ class Daemon:
     @staticmethod
     def _publisher(cfg: ServeConfig) -> Publisher:
         f = cfg.feed
-        return Publisher(f.endpoint, f.hwm, f.heartbeat)
+        curve = None
+        if f.curve_secret_key or f.curve_authorized_keys:
+            if not (f.curve_secret_key and f.curve_authorized_keys):
+                raise ConfigError("feed: curve_secret_key and curve_authorized_keys go together")
+            curve = Curve(f.curve_secret_key, f.curve_authorized_keys)
+        return Publisher(f.endpoint, f.hwm, f.heartbeat, curve, tuple(f.connect))
 
     def _start(self, section: StreamSection) -> None:
         runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider)
@@ -178,12 +195,14 @@ class Daemon:
             "serving %d streams with %s on %s", len(self.runners), self.classifier.provider, self.publisher.endpoint
         )
         ping = watchdog_interval()
-        last_ping = 0.0
+        last_ping = last_snapshot = 0.0
         while not self._stop.is_set():
             self._tick()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            if time.monotonic() - last_snapshot >= SNAPSHOT_S:
+                self._snapshot, last_snapshot = self.status(), time.monotonic()
             if self.control.poll(int(TICK_S * 1000)):
                 self._answer()
             if ping and time.monotonic() - last_ping >= ping:
@@ -288,6 +307,10 @@ class Daemon:
             "latency_ms_p50": percentile_ms(self._latencies(), 50),
             "latency_ms_p99": percentile_ms(self._latencies(), 99),
         }
+
+    def _status_snapshot(self) -> dict:
+        """The status as of the last tick, for threads other than the scheduler (metrics)."""
+        return self._snapshot
 
     def _latencies(self) -> list[float]:
         return [x for r in self.runners.values() for x in r.pipeline.latencies]

@@ -10,12 +10,16 @@ the publisher how many subscribers it has.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import FeedError
 
@@ -48,9 +52,40 @@ def decode(frame: bytes) -> tuple[str, dict]:
     return topic.decode()[len(TOPIC_PREFIX) :], json.loads(payload)
 
 
+@dataclass(frozen=True)
+class Curve:
+    """CurveZMQ for a publisher: its secret key file and a directory of the client public keys
+    allowed to subscribe (``rtgenre keygen`` makes both). Anyone else receives nothing."""
+
+    secret_key: str
+    authorized_keys: str
+
+
+def load_keypair(path: str) -> tuple[bytes, bytes]:
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as e:
+        raise FeedError(f"{path}: cannot read a CurveZMQ key ({e})") from None
+    if secret is None:
+        raise FeedError(f"{path}: holds no secret key (use the .key_secret file rtgenre keygen wrote)")
+    return public, secret
+
+
+def load_public_key(path: str) -> bytes:
+    try:
+        return zmq.auth.load_certificate(path)[0]
+    except (OSError, ValueError) as e:
+        raise FeedError(f"{path}: cannot read a CurveZMQ public key ({e})") from None
+
+
 class Publisher:
-    def __init__(self, endpoint: str, hwm: int = 1000, heartbeat_s: float = 1.0):
+    def __init__(
+        self, endpoint: str, hwm: int = 1000, heartbeat_s: float = 1.0, curve: Curve | None = None,
+        connect: tuple[str, ...] = (),
+    ):  # fmt: skip
         check_endpoint(endpoint)
+        for e in connect:
+            check_endpoint(e)
         self.endpoint = endpoint
         self.heartbeat_s = heartbeat_s
         self.sent = 0
@@ -58,19 +93,39 @@ class Publisher:
         self.subscribers = 0
         self._seq: dict[str, int] = defaultdict(int)
         self._last: dict[str, float] = {}
-        self._sock = zmq.Context.instance().socket(zmq.XPUB)
+        ctx = zmq.Context.instance()
+        self._auth = None
+        self._sock = ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 2000)  # let queued end-of-stream messages out on close
         try:
+            if curve is not None:
+                self._secure(ctx, curve)
             self._sock.bind(endpoint)
+            for e in connect:  # upstream proxies (rtgenre proxy) that gather several daemons
+                self._sock.connect(e)
         except zmq.ZMQError as e:
-            self._sock.close(0)
+            self.close()
             if e.errno == zmq.EADDRINUSE:
                 raise FeedError(
                     f"endpoint {endpoint} is already in use (is another rtgenre publishing there?)"
                 ) from None
             raise FeedError(f"cannot bind {endpoint}: {e.strerror}") from None
+        except FeedError:
+            self.close()
+            raise
+
+    def _secure(self, ctx: zmq.Context, curve: Curve) -> None:
+        public, secret = load_keypair(curve.secret_key)
+        if not os.path.isdir(curve.authorized_keys):
+            raise FeedError(f"{curve.authorized_keys}: no such directory of authorized client keys")
+        self._auth = ThreadAuthenticator(ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=curve.authorized_keys)
+        self._sock.curve_secretkey = secret
+        self._sock.curve_publickey = public
+        self._sock.curve_server = True
 
     def publish(self, stream: str, kind: str, body: dict) -> dict:
         """Stamp, encode and send one message without ever blocking; returns what was sent."""
@@ -113,13 +168,29 @@ class Publisher:
 
     def close(self) -> None:
         self._sock.close()
+        if self._auth is not None:
+            self._auth.stop()
 
 
-def subscribe(endpoint: str, stream: str | None = None, timeout_s: float | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield (stream, message) from a feed; stops after ``timeout_s`` without a message."""
+def subscribe(
+    endpoint: str, stream: str | None = None, timeout_s: float | None = None,
+    server_key: str | None = None, client_key: str | None = None,
+) -> Iterator[tuple[str, dict]]:  # fmt: skip
+    """Yield (stream, message) from a feed; stops after ``timeout_s`` without a message.
+    ``server_key`` (the publisher's public key) and ``client_key`` (our secret key) speak CurveZMQ."""
     check_endpoint(endpoint)
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    if server_key or client_key:
+        if not (server_key and client_key):
+            sock.close()
+            raise FeedError("CurveZMQ needs both the server's public key and this client's secret key")
+        try:
+            sock.curve_serverkey = load_public_key(server_key)
+            sock.curve_publickey, sock.curve_secretkey = load_keypair(client_key)
+        except FeedError:
+            sock.close()
+            raise
     prefix = f"{TOPIC_PREFIX}{check_stream_id(stream)} " if stream else TOPIC_PREFIX
     sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     try:
@@ -149,3 +220,29 @@ def request(endpoint: str, body: dict, timeout_s: float) -> dict:
         return json.loads(sock.recv())
     finally:
         sock.close()
+
+
+def keygen(directory: str, name: str) -> tuple[str, str]:
+    """Write a CurveZMQ key pair: ``name.key`` (public, to share) and ``name.key_secret``."""
+    os.makedirs(directory, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(directory, name)
+    os.chmod(secret, 0o600)
+    return public, secret
+
+
+def proxy(frontend: str, backend: str) -> None:
+    """Forward every daemon that connects to ``frontend`` to the subscribers of ``backend``."""
+    ctx = zmq.Context.instance()
+    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    try:
+        for sock, endpoint in ((xsub, check_endpoint(frontend)), (xpub, check_endpoint(backend))):
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as e:
+                raise FeedError(f"cannot bind {endpoint}: {e.strerror}") from None
+        zmq.proxy(xsub, xpub)
+    except zmq.ContextTerminated:
+        pass
+    finally:
+        xsub.close(0)
+        xpub.close(0)

@@ -191,3 +191,104 @@ def test_systemd_notification(tmp_path, data):
 def test_status_without_a_daemon_is_a_one_line_error():
     r = rtgenre("status", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5")
     assert r.returncode == 1 and r.stderr.strip().startswith("rtgenre: error: no rtgenre daemon answered")
+
+
+def test_metrics_endpoint_serves_the_same_figures(tmp_path, data, bundle):
+    import urllib.request
+
+    port = free_port()
+    d = Served(tmp_path, [{"id": "a", "source": "file", "path": track(data, "pop"), "loop": True}])
+    d.proc.kill()
+    d.proc.wait()
+    cfg = json.loads(d.config.read_text())
+    cfg["metrics"] = {"port": port}
+    d.config.write_text(json.dumps(cfg))
+    d.proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(d.config)],
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    d.wait_ready()
+    d.wait_for(lambda: len(d.of("a", "window")) >= 2)
+    time.sleep(1.1)  # the metrics view refreshes once a second
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    d.stop()
+    assert f'rtgenre_model_info{{model="{bundle.meta.name}",provider="CPUExecutionProvider"}} 1.0' in text
+    windows = next(line for line in text.splitlines() if line.startswith('rtgenre_windows_total{stream="a"}'))
+    assert float(windows.split()[-1]) >= 2
+    assert 'rtgenre_stream_up{stream="a"} 1.0' in text
+
+
+def test_url_stream_through_ffmpeg(tmp_path, data):
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(data / "gtzan" / "jazz"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = sorted((data / "gtzan" / "jazz").glob("*.ogg"))[0].name
+    d = Served(tmp_path, [{"id": "radio", "source": "url", "url": f"http://127.0.0.1:{server.server_port}/{name}"}])
+    try:
+        d.wait_for(lambda: len(d.of("radio", "window")) >= 3)
+        assert d.status()["streams"]["radio"]["kind"] == "url"
+    finally:
+        d.stop()
+        server.shutdown()
+
+
+def test_curve_only_authorized_subscribers_receive(tmp_path, data):
+    keys = tmp_path / "keys"
+    for name in ("server", "alice", "mallory"):
+        assert rtgenre("keygen", str(keys), "--name", name).returncode == 0
+    allowed = tmp_path / "authorized"
+    allowed.mkdir()
+    (allowed / "alice.key").write_bytes((keys / "alice.key").read_bytes())
+    feed = f"tcp://127.0.0.1:{free_port()}"
+    cfg = {"feed": {"endpoint": feed, "curve_secret_key": str(keys / "server.key_secret"),
+                    "curve_authorized_keys": str(allowed)},
+           "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+           "streams": [{"id": "a", "source": "file", "path": track(data, "pop"), "loop": True}]}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp_path / "config.yaml")])
+    results: dict[str, list] = {}
+
+    def listen(who: str, **keys_) -> None:
+        results[who] = list(subscribe(feed, timeout_s=8, **keys_))
+
+    server_key = str(keys / "server.key")
+    threads = [
+        threading.Thread(target=listen, args=("alice",),
+                         kwargs={"server_key": server_key, "client_key": str(keys / "alice.key_secret")}),
+        threading.Thread(target=listen, args=("mallory",),
+                         kwargs={"server_key": server_key, "client_key": str(keys / "mallory.key_secret")}),
+        threading.Thread(target=listen, args=("plain",)),
+    ]  # fmt: skip
+    for t in threads:
+        t.start()
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    for t in threads:
+        t.join()
+    assert any(m["type"] == "window" for _, m in results["alice"])
+    assert results["mallory"] == [] and results["plain"] == []
+
+
+def test_proxy_gathers_two_daemons(tmp_path, data):
+    front, back = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    proxy = subprocess.Popen([sys.executable, "-m", "rtgenre", "proxy", "--frontend", front, "--backend", back])
+    got: list = []
+    sub = threading.Thread(target=lambda: got.extend(subscribe(back, timeout_s=15)), daemon=True)
+    sub.start()
+    daemons = []
+    for i, genre in enumerate(("rock", "blues")):
+        cfg = {"feed": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "connect": [front]},
+               "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+               "streams": [{"id": f"host{i}", "source": "file", "path": track(data, genre), "loop": True}]}  # fmt: skip
+        path = tmp_path / f"d{i}.yaml"
+        path.write_text(json.dumps(cfg))
+        daemons.append(subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(path)]))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and {s for s, m in got if m["type"] == "window"} != {"host0", "host1"}:
+        time.sleep(0.2)
+    for p in daemons + [proxy]:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    assert {s for s, m in got if m["type"] == "window"} == {"host0", "host1"}
