@@ -53,6 +53,7 @@ test: lint
 bench: $(VENV)/.dev
 	$(PY) bench/throughput.py
 	$(PY) bench/capture.py
+	$(PY) bench/streams.py
 
 train: $(VENV)/.dev
 	$(PY) -m training --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan

@@ -42,6 +42,7 @@ class StreamSection:
     device: str = "mic"  # source: device
     path: str | None = None  # source: file
     loop: bool = False  # source: file
+    speed: float = field(default=1.0, metadata=_range(0.1, 100.0))  # source: file, × real time
     url: str | None = None  # source: url (decoded by ffmpeg)
     window: float | None = field(default=None, metadata=_range(1.0, 3.0))
     hop: float | None = field(default=None, metadata=_range(0.05, 3.0))

@@ -98,7 +98,8 @@ class StreamRunner:
             try:
                 self._source = source = self._open()
                 self.state, self.error = "running", None
-                blocks = paced(source, self.pipeline.sample_rate) if self.section.source == "file" else source
+                file = self.section.source == "file"
+                blocks = paced(source, self.pipeline.sample_rate, self.section.speed) if file else source
                 for block in blocks:
                     if self._stop.is_set():
                         return
