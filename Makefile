@@ -7,10 +7,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_RUNTIME := libportaudio2
 APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins ffmpeg
 DATA ?= ../shared/data
-FILE ?= $(DATA)/gtzan/rock/rock.00003.ogg
+FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test lint bench train apt-runtime apt-test clean
+.PHONY: demo test lint bench train install apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
 define apt_install
@@ -34,6 +34,8 @@ $(VENV)/.dev: pyproject.toml | apt-test
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[train,dev]'
 	touch $(VENV)/.runtime $@
+
+install: $(VENV)/.runtime
 
 demo: $(VENV)/.runtime
 	@test -f "$(FILE)" || { echo "make demo: $(FILE) not found; run: make demo FILE=your-song.wav" >&2; exit 1; }
