@@ -73,4 +73,8 @@ class Ring:
     def _copy(self, n: int) -> np.ndarray:
         if n > self._head - self._tail:
             raise ValueError(f"asked for {n} rows with only {self._head - self._tail} available")
-        return self._buf[(self._tail + np.arange(n)) % self.capacity]
+        start = self._tail % self.capacity
+        first = min(n, self.capacity - start)
+        if first == n:
+            return self._buf[start : start + n].copy()
+        return np.concatenate([self._buf[start:], self._buf[: n - first]])
