@@ -3,13 +3,16 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 from helpers import rtgenre
 
+from rtgenre.frontend import MelParams
 from rtgenre.model import load_bundle
 from training.data import GENRES, find_tracks, stratified_folds
-from training.export import PARITY_ATOL, export_onnx
-from training.models import build
+from training.export import PARITY_ATOL, export_onnx, write_bundle
+from training.filterbank import mel_filterbank
+from training.models import FAMILIES, build
 
 
 def test_folds_never_split_a_track(data):
@@ -45,9 +48,17 @@ def test_kaggle_and_original_layouts(data, tmp_path):
         assert {t.split for t in tracks} == {"train"}  # no split lists: all train, evaluated by CV
 
 
-def test_onnx_export_matches_torch(tmp_path):
-    model = build("cnn", 96, 10).eval()
-    assert export_onnx(model, tmp_path / "m.onnx", 129, 96) <= PARITY_ATOL
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_exports_with_parity_and_runs_in_the_runtime(tmp_path, family, data):
+    params = MelParams()
+    model = build(family, params.n_mels, len(GENRES)).eval()
+    assert export_onnx(model, tmp_path / "m.onnx", params.frames(3.0), params.n_mels) <= PARITY_ATOL
+    write_bundle(tmp_path / family, model, family, GENRES, params, mel_filterbank(params), 3.0, 0.5, {}, "card")
+    r = rtgenre(
+        "classify", "--json", "--model", str(tmp_path / family), str(data / "gtzan" / "jazz" / "jazz.00001.ogg")
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["windows"] == 53
 
 
 def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):

@@ -49,7 +49,93 @@ class CNN(nn.Module):
         return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))
 
 
-FAMILIES = {"cnn": CNN}
+class CRNN2D(nn.Module):
+    """2-D conv blocks that pool frequency away, then a GRU over the remaining time steps."""
+
+    def __init__(self, n_mels: int, n_classes: int, width: int = 16, hidden: int = 64, dropout: float = 0.3):
+        super().__init__()
+        w = width
+        self.norm = Standardize()
+        self.features = nn.Sequential(
+            conv_block(1, w, (4, 2)), conv_block(w, 2 * w, (4, 2)), conv_block(2 * w, 2 * w, (3, 2))
+        )
+        self.rnn = nn.GRU(2 * w * (n_mels // 48), hidden, batch_first=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(self.norm(x).transpose(1, 2).unsqueeze(1))  # (B, C, mels', T')
+        h, _ = self.rnn(h.flatten(1, 2).transpose(1, 2))  # (B, T', hidden)
+        return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+
+
+class CRNN1D(nn.Module):
+    """1-D convolutions over time with the mel bands as channels, then a GRU."""
+
+    def __init__(self, n_mels: int, n_classes: int, width: int = 64, hidden: int = 64, dropout: float = 0.3):
+        super().__init__()
+        self.norm = Standardize()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv1d(cin, cout, 5, padding=2, bias=False), nn.BatchNorm1d(cout),
+                                 nn.ReLU(inplace=True), nn.MaxPool1d(2))  # fmt: skip
+
+        self.features = nn.Sequential(block(n_mels, width), block(width, width), block(width, width))
+        self.rnn = nn.GRU(width, hidden, batch_first=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(self.norm(x).transpose(1, 2))  # (B, C, T')
+        h, _ = self.rnn(h.transpose(1, 2))
+        return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+
+
+class RNN(nn.Module):
+    """A plain two-layer GRU over the mel frames."""
+
+    def __init__(self, n_mels: int, n_classes: int, hidden: int = 96, dropout: float = 0.3):
+        super().__init__()
+        self.norm = Standardize()
+        self.rnn = nn.GRU(n_mels, hidden, num_layers=2, batch_first=True, dropout=dropout)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.norm(x))
+        return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+
+
+def dct_matrix(n_mels: int, n_mfcc: int) -> torch.Tensor:
+    """Orthonormal DCT-II: MFCCs are the DCT of the log-mel frames (librosa's definition), so an
+    MFCC model needs no front end of its own and runs on the shared log-mel."""
+    n = torch.arange(n_mels, dtype=torch.float64)
+    k = torch.arange(n_mfcc, dtype=torch.float64)[:, None]
+    basis = torch.cos(torch.pi / n_mels * (n + 0.5) * k) * (2.0 / n_mels) ** 0.5
+    basis[0] /= 2**0.5
+    return basis.T.float()  # (n_mels, n_mfcc)
+
+
+class CNNLSTM(nn.Module):
+    """1-D convolutions then an LSTM over MFCC frames (a seed project's architecture)."""
+
+    def __init__(self, n_mels: int, n_classes: int, n_mfcc: int = 20, width: int = 64, hidden: int = 64,
+                 dropout: float = 0.3):  # fmt: skip
+        super().__init__()
+        self.norm = Standardize()
+        self.register_buffer("dct", dct_matrix(n_mels, n_mfcc))
+        self.mfcc_norm = nn.BatchNorm1d(n_mfcc)  # the coefficients' scales differ: learned, fixed at export
+        self.features = nn.Sequential(
+            nn.Conv1d(n_mfcc, width, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool1d(2),
+            nn.Conv1d(width, width, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool1d(2),
+        )  # fmt: skip
+        self.rnn = nn.LSTM(width, hidden, batch_first=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mfcc = (self.norm(x) @ self.dct).transpose(1, 2)  # (B, n_mfcc, T)
+        h, _ = self.rnn(self.features(self.mfcc_norm(mfcc)).transpose(1, 2))
+        return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
+
+
+FAMILIES = {"cnn": CNN, "crnn2d": CRNN2D, "crnn1d": CRNN1D, "rnn": RNN, "cnnlstm": CNNLSTM}
 
 
 def build(family: str, n_mels: int, n_classes: int) -> nn.Module:
