@@ -58,7 +58,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/streams.py
 
 train: $(VENV)/.dev
-	$(PY) -m training --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan
+	$(PY) -m training train --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -96,3 +96,21 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     c = rtgenre("classify", "--json", "--model", str(out), str(data / "gtzan" / "jazz" / "jazz.00000.ogg"))
     assert c.returncode == 0, c.stderr
     assert json.loads(c.stdout)["genre"] in GENRES
+
+
+def test_compare_writes_the_table_and_plots(data, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("limit: 2\nepochs: 1\nwindows-per-epoch: 32\nfolds: 2\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "training", "compare", "--config", str(cfg), "--data", str(data / "gtzan"),
+         "--out", str(tmp_path / "cmp"), "--families", "cnn,ann", "--seeds", "2", "--cache", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (tmp_path / "cmp" / "RESULTS.md").read_text()
+    assert "| cnn |" in table and "| ann |" in table and "10 s slices" in table
+    assert "20 tracks" in table  # --limit 2 from the YAML config: 2 tracks x 10 genres
+    for f in ("confusion_cnn.png", "curves_ann.png", "results.json"):
+        assert (tmp_path / "cmp" / f).stat().st_size > 0
+    runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["cnn"]["runs"]
+    assert [x["seed"] for x in runs] == [0, 1]

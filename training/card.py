@@ -14,6 +14,7 @@ LABELS = {
 
 def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores]) -> str:
     named = {LABELS.get(k, k): v for k, v in results.items()}
+    a = cfg.augment
     counts = data["tracks_per_genre"]
     rows = "\n".join(f"| {g} | {c['full']} | {c['clip']} |" for g, c in counts.items())
     cv, valid = results.get("cv"), results.get("valid")
@@ -48,9 +49,12 @@ non-GTZAN songs of `extra/` were **not** used. The test part of the split was no
 {rows}
 
 Class-balanced sampling (each genre drawn equally often), random 3 s crops (clips looped to fill
-a window, as the runtime pads short input), random gain ±{cfg.gain_db:g} dB, SpecAugment masks,
-mixup (α {cfg.mixup_alpha}). {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, AdamW, one-cycle
-learning rate, seed {cfg.seed}. Epochs are fixed in advance: nothing was tuned on a validation fold.
+a window, as the runtime pads short input), random gain ±{a.gain_db:g} dB,
+mel-domain time stretch (±{a.stretch:.0%}) and pitch shift (±{a.pitch_bands} bands), background noise,
+SpecAugment masks, mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, AdamW, one-cycle
+learning rate, seed {cfg.seed}, early stopping (patience {cfg.patience}) on the track accuracy of an
+inner validation split ({cfg.val_fraction:.0%} of each run's own training tracks): no reported
+fold is ever looked at during training.
 
 ## Evaluation (track-level splits only: no slice of a track on both sides)
 Window accuracy scores every {cfg.window_s:g} s window (1.5 s hop); a track's verdict is the mean of

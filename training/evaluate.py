@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from .data import GENRES
+
+SLICE_SECONDS = (1.0, 3.0, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -18,12 +21,13 @@ class Scores:
     per_genre_f1: dict[str, float]
     per_genre_n: dict[str, int]
     confusion: list[list[int]]
+    slice_acc: dict[str, float] = field(default_factory=dict)  # "3s" -> accuracy of 3 s slices
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def score(window_probs: list[np.ndarray], labels: list[int]) -> Scores:
+def score(window_probs: list[np.ndarray], labels: list[int], slice_acc: dict[str, float] | None = None) -> Scores:
     """Scores from each track's window probabilities; the track verdict is the mean window."""
     y = np.array(labels)
     win_correct = np.concatenate([p.argmax(1) == t for p, t in zip(window_probs, labels, strict=True)])
@@ -37,6 +41,7 @@ def score(window_probs: list[np.ndarray], labels: list[int]) -> Scores:
         per_genre_f1={GENRES[g]: round(float(v), 4) for g, v in zip(present, f1, strict=True)},
         per_genre_n={GENRES[g]: int((y == g).sum()) for g in present},
         confusion=confusion_matrix(y, pred, labels=range(len(GENRES))).tolist(),
+        slice_acc=slice_acc or {},
     )
 
 
@@ -57,3 +62,46 @@ def summary_table(columns: dict[str, Scores]) -> str:
     for name, s in columns.items():
         lines.append(f"| {name} | {s.window_acc:.3f} | {s.track_acc:.3f} | {s.macro_f1:.3f} |")
     return "\n".join(lines)
+
+
+def plot_confusion(confusion: list[list[int]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(confusion)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            if cm[i, j]:
+                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
+    ax.set_yticks(range(len(GENRES)), GENRES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(histories: dict[str, list[dict]], path: Path) -> None:
+    """Training loss and inner-validation track accuracy per epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, h in histories.items():
+        epochs = [e["epoch"] for e in h]
+        a.plot(epochs, [e["loss"] for e in h], label=name)
+        b.plot(epochs, [e["val_track_acc"] for e in h], label=name)
+    a.set(xlabel="epoch", ylabel="training loss (mixup)", title="loss")
+    b.set(xlabel="epoch", ylabel="track accuracy", title="inner validation", ylim=(0, 1))
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -135,7 +135,54 @@ class CNNLSTM(nn.Module):
         return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
 
 
-FAMILIES = {"cnn": CNN, "crnn2d": CRNN2D, "crnn1d": CRNN1D, "rnn": RNN, "cnnlstm": CNNLSTM}
+class HandFeatures(nn.Module):
+    """The seed baseline's hand-made features, computed from the log-mel inside the graph so the
+    model runs on the shared front end: per frame MFCC (20), RMS, spectral centroid, bandwidth,
+    85 % roll-off and flatness (in mel-band units), contrast in 6 sub-bands and onset strength;
+    then their means and standard deviations over the window (64 numbers). Zero-crossing rate,
+    chroma and tempo need the waveform or a finer spectrum and are left out."""
+
+    def __init__(self, n_mels: int, n_mfcc: int = 20, sub_bands: int = 6):
+        super().__init__()
+        self.register_buffer("dct", dct_matrix(n_mels, n_mfcc))
+        self.register_buffer("band", torch.arange(n_mels, dtype=torch.float32))
+        self.sub_bands = sub_bands
+        self.size = 2 * (n_mfcc + 6 + sub_bands)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, M) in dB
+        p = torch.pow(10.0, x / 10.0)
+        total = p.sum(dim=2, keepdim=True)
+        centroid = (p * self.band).sum(dim=2, keepdim=True) / total
+        bandwidth = torch.sqrt((p * (self.band - centroid) ** 2).sum(dim=2, keepdim=True) / total)
+        rolloff = (torch.cumsum(p, dim=2) < 0.85 * total).float().sum(dim=2, keepdim=True)
+        mean_p = total / x.shape[2]
+        rms = 10.0 * torch.log10(mean_p)
+        flatness = x.mean(dim=2, keepdim=True) - rms
+        subs = x.reshape(x.shape[0], x.shape[1], self.sub_bands, -1)
+        contrast = subs.amax(dim=3) - subs.mean(dim=3)
+        onset = torch.relu(x[:, 1:] - x[:, :-1]).mean(dim=2, keepdim=True)
+        onset = torch.cat([onset[:, :1], onset], dim=1)
+        frames = torch.cat([x @ self.dct, rms, centroid, bandwidth, rolloff, flatness, onset, contrast], dim=2)
+        return torch.cat([frames.mean(dim=1), frames.std(dim=1)], dim=1)
+
+
+class ANN(nn.Module):
+    """A multi-layer perceptron on hand-made features (the baseline a seed project reports)."""
+
+    def __init__(self, n_mels: int, n_classes: int, hidden: int = 128, dropout: float = 0.3):
+        super().__init__()
+        self.features = HandFeatures(n_mels)  # needs real dB: no Standardize in front
+        self.mlp = nn.Sequential(
+            nn.BatchNorm1d(self.features.size), nn.Linear(self.features.size, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(hidden, hidden // 2), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden // 2, n_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.features(x))
+
+
+FAMILIES = {"cnn": CNN, "crnn2d": CRNN2D, "crnn1d": CRNN1D, "rnn": RNN, "cnnlstm": CNNLSTM, "ann": ANN}
 
 
 def build(family: str, n_mels: int, n_classes: int) -> nn.Module:

@@ -1,41 +1,43 @@
-"""Training loop: class-balanced sampling of random windows, cheap augmentation, fixed epochs.
+"""Training loop: class-balanced sampling of random windows, mel-domain augmentation, mixup,
+early stopping on the track-level accuracy of an inner validation split, checkpoints to resume.
 
-No early stopping on a held-out fold: the number of epochs is a fixed hyper-parameter, so the
-cross-validation figures are not tuned to the folds they report.
+The inner validation split is carved out of the training tracks of each run, so early stopping
+never looks at the tracks a cross-validation fold reports.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from rtgenre.frontend import fit_window
 
+from .augment import AugmentConfig, augment, crop, mixup
 from .data import GENRES
-from .models import build
+from .models import Standardize, build
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     family: str = "cnn"
     window_s: float = 3.0
-    epochs: int = 30
+    epochs: int = 30  # at most; early stopping may end sooner
+    patience: int = 8  # epochs without a better inner-validation track accuracy
     windows_per_epoch: int = 2048
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-2
-    gain_db: float = 6.0  # random gain: in fixed-reference dB it is an additive shift
-    freq_masks: int = 2
-    freq_mask_max: int = 12
-    time_masks: int = 2
-    time_mask_max: int = 20
-    mixup_alpha: float = 0.2
+    val_fraction: float = 0.15  # inner validation tracks per genre, for early stopping
     seed: int = 0
     threads: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -51,54 +53,66 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def random_window(mel: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    if len(mel) <= n:
-        return fit_window(np.roll(mel, -int(rng.integers(len(mel))), axis=0), n)
-    start = int(rng.integers(len(mel) - n + 1))
-    return mel[start : start + n]
+def inner_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (fit, validate): ``fraction`` of each genre's tracks, at least one where a genre
+    has three or more; none at all when ``fraction`` is 0."""
+    rng = np.random.default_rng(seed + 7919)
+    fit, val = [], []
+    for g in sorted(set(labels)):
+        idx = [i for i, y in enumerate(labels) if y == g]
+        rng.shuffle(idx)
+        k = 0 if fraction <= 0 or len(idx) < 3 else max(1, round(fraction * len(idx)))
+        val += idx[:k]
+        fit += idx[k:]
+    return sorted(fit), sorted(val)
 
 
-def augment(x: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    x = x + rng.uniform(-cfg.gain_db, cfg.gain_db)
-    floor = x.min()
-    for _ in range(cfg.freq_masks):
-        w = int(rng.integers(0, cfg.freq_mask_max + 1))
-        f = int(rng.integers(0, x.shape[1] - w + 1))
-        x[:, f : f + w] = floor
-    for _ in range(cfg.time_masks):
-        w = int(rng.integers(0, cfg.time_mask_max + 1))
-        t = int(rng.integers(0, x.shape[0] - w + 1))
-        x[t : t + w, :] = floor
-    return x
-
-
-def train(examples: list[Example], cfg: TrainConfig, n_frames: int, log=print) -> nn.Module:
+def train(
+    examples: list[Example], cfg: TrainConfig, n_frames: int, checkpoint: Path | None = None, log=print
+) -> tuple[nn.Module, list[dict]]:
+    """Train one model; returns it (at its best inner-validation epoch) and the per-epoch history."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    n_mels = examples[0].mel.shape[1]
-    model = build(cfg.family, n_mels, len(GENRES))
-    allframes = np.concatenate([e.mel for e in examples])
-    model.norm.mean.fill_(float(allframes.mean()))
-    model.norm.std.fill_(float(allframes.std()))
-    labels = np.array([e.label for e in examples])
+    fit_idx, val_idx = inner_split([e.label for e in examples], cfg.val_fraction, cfg.seed)
+    fit = [examples[i] for i in fit_idx]
+    val = [examples[i] for i in val_idx]
+    model = build(cfg.family, fit[0].mel.shape[1], len(GENRES))
+    if isinstance(getattr(model, "norm", None), Standardize):
+        frames = np.concatenate([e.mel for e in fit])
+        model.norm.mean.fill_(float(frames.mean()))
+        model.norm.std.fill_(float(frames.std()))
+    labels = np.array([e.label for e in fit])
     weights = balanced_weights(labels)
     steps = max(1, cfg.windows_per_epoch // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
+    history: list[dict] = []
+    best = (-1.0, None)
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, best, start = state["history"], state["best"], state["epoch"]
+        log(f"resumed from {checkpoint} after epoch {start}")
     eye = np.eye(len(GENRES), dtype=np.float32)
-    for epoch in range(cfg.epochs):
+    a = cfg.augment
+    for epoch in range(start, cfg.epochs):
+        if history and epoch - max(range(len(history)), key=lambda i: history[i]["val_track_acc"]) > cfg.patience:
+            log(f"early stop after epoch {epoch}: no better inner-validation accuracy for {cfg.patience} epochs")
+            break
         model.train()
         t0, total = time.time(), 0.0
-        for _ in range(steps):
-            pick = rng.choice(len(examples), cfg.batch_size, p=weights)
-            x = np.stack([augment(random_window(examples[i].mel, n_frames, rng), cfg, rng) for i in pick])
-            y = eye[labels[pick]]
-            if cfg.mixup_alpha > 0:
-                lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=(len(x), 1)).astype(np.float32)
-                perm = rng.permutation(len(x))
-                x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]
-                y = lam * y + (1 - lam) * y[perm]
+        bar = tqdm(range(steps), desc=f"{cfg.family} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not sys.stderr.isatty())  # fmt: skip
+        for _ in bar:
+            pick = rng.choice(len(fit), cfg.batch_size, p=weights)
+            x = np.stack([augment(crop(fit[i].mel, n_frames, rng, a.stretch), a, rng) for i in pick])
+            x, y = mixup(x, eye[labels[pick]], a.mixup_alpha, rng)
             logits = model(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
             loss = torch.sum(-torch.from_numpy(y) * torch.log_softmax(logits, dim=1), dim=1).mean()
             opt.zero_grad()
@@ -106,9 +120,21 @@ def train(examples: list[Example], cfg: TrainConfig, n_frames: int, log=print) -
             opt.step()
             sched.step()
             total += loss.item()
-        log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} ({time.time() - t0:.1f} s)")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val_acc = track_accuracy(model, val, n_frames) if val else float("nan")
+        history.append({"epoch": epoch + 1, "loss": total / steps, "val_track_acc": val_acc,
+                        "seconds": time.time() - t0})  # fmt: skip
+        if not val or val_acc > best[0]:
+            best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        log(f"{cfg.family} epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} "
+            f"inner-val track acc {val_acc:.3f} ({time.time() - t0:.1f} s)")  # fmt: skip
+        if checkpoint is not None:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
+                        "best": best, "epoch": epoch + 1}, checkpoint)  # fmt: skip
+    model.load_state_dict(best[1])
     model.eval()
-    return model
+    return model, history
 
 
 def track_windows(mel: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
@@ -128,3 +154,8 @@ def predict_tracks(model: nn.Module, mels: list[np.ndarray], n_frames: int, hop:
         x = torch.from_numpy(track_windows(mel, n_frames, hop))
         out.append(torch.softmax(model(x), dim=1).numpy())
     return out
+
+
+def track_accuracy(model: nn.Module, examples: list[Example], n_frames: int) -> float:
+    probs = predict_tracks(model, [e.mel for e in examples], n_frames, n_frames // 2)
+    return float(np.mean([p.mean(0).argmax() == e.label for p, e in zip(probs, examples, strict=True)]))

@@ -1,0 +1,56 @@
+import numpy as np
+
+from training.augment import AugmentConfig, augment, crop, mixup
+from training.train import Example, TrainConfig, inner_split, train
+
+RNG = np.random.default_rng(0)
+
+
+def test_crop_is_a_window_of_the_track_or_a_stretched_one():
+    mel = np.arange(200, dtype=np.float32)[:, None].repeat(4, axis=1)
+    w = crop(mel, 50, np.random.default_rng(1))
+    assert w.shape == (50, 4) and np.all(np.diff(w[:, 0]) == 1)  # a contiguous run of frames
+    s = crop(mel, 50, np.random.default_rng(1), stretch=0.2)
+    steps = np.diff(s[:, 0])
+    assert s.shape == (50, 4) and np.allclose(steps, steps[0], atol=1e-3) and 0.8 <= steps[0] <= 1.2
+
+
+def test_short_input_loops_like_the_runtime_pads():
+    mel = np.arange(10, dtype=np.float32)[:, None]
+    w = crop(mel, 25, np.random.default_rng(2))
+    assert w.shape == (25, 1) and set(w[:, 0]) == set(range(10))
+
+
+def test_augment_keeps_shape_and_stays_finite():
+    x = RNG.normal(-40, 15, (129, 96)).astype(np.float32)
+    for seed in range(20):
+        y = augment(x.copy(), AugmentConfig(noise_p=1.0), np.random.default_rng(seed))
+        assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_mixup_blends_labels_into_distributions():
+    x = RNG.normal(size=(8, 5, 3)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    xm, ym = mixup(x, y, 0.4, np.random.default_rng(0))
+    assert xm.shape == x.shape and np.allclose(ym.sum(axis=1), 1)
+
+
+def test_inner_split_is_stratified_and_disjoint():
+    labels = [0] * 20 + [1] * 10 + [2] * 2
+    fit, val = inner_split(labels, 0.2, seed=0)
+    assert not set(fit) & set(val) and sorted(fit + val) == list(range(32))
+    assert [labels[i] for i in val].count(0) == 4 and [labels[i] for i in val].count(1) == 2
+    assert 2 not in [labels[i] for i in val]  # too few tracks to spare one
+    assert inner_split(labels, 0.0, seed=0)[1] == []
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    examples = [Example(rng.normal(-30 + 10 * (i % 2), 10, (60, 96)).astype(np.float32), i % 2) for i in range(12)]
+    cfg = TrainConfig(epochs=3, windows_per_epoch=32, batch_size=16, threads=1)
+    ckpt = tmp_path / "run.pt"
+    logs: list[str] = []
+    _, first = train(examples, TrainConfig(**{**cfg.__dict__, "epochs": 3}), 43, ckpt, log=logs.append)
+    assert len(first) == 3 and ckpt.is_file()
+    _, again = train(examples, cfg, 43, ckpt, log=logs.append)
+    assert any("resumed" in m for m in logs) and [h["epoch"] for h in again] == [1, 2, 3]
