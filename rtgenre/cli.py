@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .audio import FileSource
+from .audio import FileSource, Source
 from .capture import Capture, input_devices, select_device
 from .config import DEFAULT_CONTROL
 from .errors import RtgenreError
@@ -82,73 +82,71 @@ def print_json(msg: dict) -> None:
     click.echo(json.dumps(msg, separators=(",", ":")))
 
 
-@main.command()
-@click.argument("file", type=click.Path(path_type=str))
-@click.option("--fast", is_flag=True, help="As fast as the machine goes instead of real time.")
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")
-@click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id in the topic genre.<id>.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="JSON lines on stdout (the default when stdout is not a terminal)."
-)
-@click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for a subscriber first.")
-@model_options
-def replay(file, fast, endpoint, stream_id, as_json, wait_s, model_dir, window_s, hop_s, provider, require_gpu):
-    """Stream FILE through the pipeline like a live source and publish genre estimates."""
-    bundle, clf = load_model(model_dir, provider, require_gpu)
-    source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
-    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+def feed_options(f):
+    f = click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")(f)
+    f = click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id (genre.<id>).")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")(
+        f
+    )
+    return f
+
+
+def publish_stream(
+    source: Source, bundle: Bundle, clf: Classifier, settings: StreamSettings, endpoint: str, as_json: bool,
+    title: str, realtime: bool, wait_s: float = 0.0,
+) -> dict:  # fmt: skip
+    """One source through the pipeline onto the feed, shown as JSON lines or the live view."""
     publisher = Publisher(endpoint)
     try:
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
-        if json_mode(as_json):
-            on_message = print_json
-        else:
-            on_message = LiveView(Path(file).name, bundle.meta.labels, source.info.duration_s).update
+        view = LiveView(title, bundle.meta.labels, source.info.duration_s)
+        on_message = print_json if json_mode(as_json) else view.update
         try:
-            eos = run_source(source, pipeline, clf, realtime=not fast, on_message=on_message)
+            return run_source(source, pipeline, clf, realtime=realtime, on_message=on_message)
         except KeyboardInterrupt:
             pipeline.end("interrupted")
             raise
     finally:
         publisher.close()
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--fast", is_flag=True, help="As fast as the machine goes instead of real time.")
+@click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for a subscriber first.")
+@feed_options
+@model_options
+def replay(file, fast, wait_s, endpoint, stream_id, as_json, model_dir, window_s, hop_s, provider, require_gpu):
+    """Stream FILE through the pipeline like a live source and publish genre estimates."""
+    bundle, clf = load_model(model_dir, provider, require_gpu)
+    source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
+    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+    eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s)
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
 
 
 @main.command()
-@click.option(
-    "--device",
-    "device_spec",
-    default="mic",
-    show_default=True,
-    help="mic (the default input), a device index, or part of a device name.",
-)
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")
-@click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id in the topic genre.<id>.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="JSON lines on stdout (the default when stdout is not a terminal)."
-)
+@click.option("--device", "device_spec", default="mic", show_default=True,
+              help="mic (the default input), a device index, or part of a device name.")  # fmt: skip
 @click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
+@feed_options
 @model_options
-def listen(device_spec, endpoint, stream_id, as_json, duration_s, model_dir, window_s, hop_s, provider, require_gpu):
+def listen(device_spec, duration_s, endpoint, stream_id, as_json, model_dir, window_s, hop_s, provider, require_gpu):
     """Classify live input from a capture device and publish genre estimates."""
     bundle, clf = load_model(model_dir, provider, require_gpu)
     device = select_device(device_spec)
     capture = Capture(device, bundle.meta.frontend.sample_rate)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: capture.stop())
+    if duration_s:
+        timer = threading.Timer(duration_s, capture.stop)
+        timer.daemon = True  # an early error must not leave the process waiting for it
+        timer.start()
+    logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
-    publisher = Publisher(endpoint)
-    try:
-        pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: capture.stop())
-        if duration_s:
-            threading.Timer(duration_s, capture.stop).start()
-        on_message = print_json if json_mode(as_json) else LiveView(device.name, bundle.meta.labels).update
-        logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
-        eos = run_source(capture, pipeline, clf, realtime=False, on_message=on_message)
-    finally:
-        publisher.close()
+    eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False)
     v = eos["verdict"]
     if not json_mode(as_json):
         click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")
