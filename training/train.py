@@ -29,7 +29,7 @@ class TrainConfig:
     family: str = "cnn"
     window_s: float = 3.0
     epochs: int = 30  # at most; early stopping may end sooner
-    patience: int = 8  # epochs without a better inner-validation track accuracy
+    patience: int = 6  # epochs without a better inner-validation track accuracy, in the second half
     windows_per_epoch: int = 2048
     batch_size: int = 64
     lr: float = 3e-3
@@ -88,7 +88,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     history: list[dict] = []
-    best = (-1.0, None)
+    best: tuple = (-1.0, None, 0)  # (inner-val accuracy, weights, epoch index)
     start = 0
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
@@ -101,8 +101,9 @@ def train(
         log(f"resumed from {checkpoint} after epoch {start}")
     eye = np.eye(len(GENRES), dtype=np.float32)
     a = cfg.augment
+    settle = cfg.epochs // 2  # the one-cycle rate peaks at 30 %: judge epochs only once it has come down
     for epoch in range(start, cfg.epochs):
-        if history and epoch - max(range(len(history)), key=lambda i: history[i]["val_track_acc"]) > cfg.patience:
+        if best[1] is not None and epoch - best[2] > cfg.patience:
             log(f"early stop after epoch {epoch}: no better inner-validation accuracy for {cfg.patience} epochs")
             break
         model.train()
@@ -124,8 +125,8 @@ def train(
         val_acc = track_accuracy(model, val, n_frames) if val else float("nan")
         history.append({"epoch": epoch + 1, "loss": total / steps, "val_track_acc": val_acc,
                         "seconds": time.time() - t0})  # fmt: skip
-        if not val or val_acc > best[0]:
-            best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if epoch + 1 >= settle and (not val or val_acc >= best[0]):
+            best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
         log(f"{cfg.family} epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} "
             f"inner-val track acc {val_acc:.3f} ({time.time() - t0:.1f} s)")  # fmt: skip
         if checkpoint is not None:

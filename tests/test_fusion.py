@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import torch
+
+from training.fusion import Fusion, MLPEncoder
+from training.lyrics import read_lyrics_json, read_tcc
+
+
+def test_missing_lyrics_fall_back_to_the_learned_empty_embedding():
+    torch.manual_seed(0)
+    model = Fusion(MLPEncoder(6), 16, 3, "gated").eval()
+    audio = torch.randn(4, 6)
+    none = torch.zeros(4)
+    a = model(audio, torch.randn(4, 16), none)
+    b = model(audio, torch.randn(4, 16), none)
+    assert torch.allclose(a, b)  # without lyrics, the lyric input is ignored
+    assert not torch.allclose(model(audio, torch.randn(4, 16), torch.ones(4)), a)
+    assert torch.allclose(model.last_gate.sum(dim=1), torch.ones(4))
+
+
+def test_seed_lyrics_json_layout(tmp_path):
+    (tmp_path / "lyrics.json").write_text(json.dumps({"blues.00001": "my baby left me"}))
+    assert read_lyrics_json(tmp_path) == {"blues.00001": "my baby left me"}
+
+
+def test_tcc_songs_pair_lyrics_with_descriptors(data):
+    songs = read_tcc(data / "lyrics" / "tcc_ceds_music_sample1000.csv")
+    assert len(songs) == 1000 and all(len(s.descriptors) == 6 for s in songs)
+    assert {s.genre for s in songs} == {"pop", "country", "blues", "jazz", "rock", "reggae", "hiphop"}
+
+
+def test_tiny_fusion_experiment_writes_its_report(data, tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "training", "fusion", "--csv", str(data / "lyrics" / "tcc_ceds_music_sample1000.csv"),
+         "--out", str(tmp_path), "--limit", "140", "--folds", "2", "--epochs", "3", "--cache", str(tmp_path / "c")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = (tmp_path / "FUSION.md").read_text()
+    assert "lyrics only (frozen MiniLM)" in report and ("Fusion helped" in report or "Fusion did not help" in report)
+    assert (tmp_path / "fusion_gates.png").stat().st_size > 0 and (tmp_path / "lyric_tokens.png").stat().st_size > 0
