@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .audio import FileSource, Source
@@ -17,6 +18,7 @@ from .capture import Capture, input_devices, select_device
 from .config import DEFAULT_CONTROL
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
+from .lyrics import LyricModel, lyrics_beside, read_lyrics
 from .model import Bundle, Classifier, load_bundle
 from .pipeline import StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -93,12 +95,13 @@ def feed_options(f):
 
 def publish_stream(
     source: Source, bundle: Bundle, clf: Classifier, settings: StreamSettings, endpoint: str, as_json: bool,
-    title: str, realtime: bool, wait_s: float = 0.0,
+    title: str, realtime: bool, wait_s: float = 0.0, lyrics: np.ndarray | None = None,
 ) -> dict:  # fmt: skip
     """One source through the pipeline onto the feed, shown as JSON lines or the live view."""
     publisher = Publisher(endpoint)
     try:
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
+        pipeline.lyrics = lyrics
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
@@ -116,14 +119,28 @@ def publish_stream(
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--fast", is_flag=True, help="As fast as the machine goes instead of real time.")
 @click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for a subscriber first.")
+@click.option(
+    "--lyrics",
+    "lyrics_path",
+    type=click.Path(path_type=str),
+    help="The song's lyrics (.txt or .lrc); FILE's own .txt/.lrc is used when there is one.",
+)
+@click.option("--no-lyrics", is_flag=True, help="Ignore lyrics even if a .txt/.lrc sits next to FILE.")
+@click.option("--lyrics-weight", default=0.5, show_default=True, help="0 ignores lyrics, 1 trusts them fully.")
 @feed_options
 @model_options
-def replay(file, fast, wait_s, endpoint, stream_id, as_json, model_dir, window_s, hop_s, provider, require_gpu):
+def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, stream_id, as_json, model_dir,
+           window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
     bundle, clf = load_model(model_dir, provider, require_gpu)
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
-    eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s)
+    lyrics = None if no_lyrics else lyrics_path or lyrics_beside(file)
+    evidence = None
+    if lyrics is not None:
+        evidence = LyricModel().evidence(read_lyrics(lyrics), bundle.meta.labels, lyrics_weight)
+        logging.getLogger(__name__).info("fusing lyrics from %s", lyrics)
+    eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s, evidence)
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
 
 

@@ -27,6 +27,7 @@ from .capture import Capture, select_device
 from .config import ConfigError, ServeConfig, StreamSection, load_config
 from .errors import RtgenreError
 from .feed import Curve, Publisher, check_endpoint, check_stream_id
+from .lyrics import LyricModel
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
@@ -140,6 +141,7 @@ class Daemon:
         self.runners: dict[str, StreamRunner] = {}
         self.ended: dict[str, dict] = {}  # streams that finished: their last status
         self.reloads = 0
+        self._lyric_model: LyricModel | None = None  # loaded on the first lyrics request
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._snapshot = self.status()
@@ -284,10 +286,34 @@ class Daemon:
     def _answer(self) -> None:
         try:
             request = json.loads(self.control.recv())
-            reply = self.status() if request.get("cmd") == "status" else {"error": f"unknown command {request!r}"}
-        except (ValueError, AttributeError) as e:
+            cmd = request.get("cmd")
+            if cmd == "status":
+                reply = self.status()
+            elif cmd == "lyrics":
+                reply = self._set_lyrics(request)
+            else:
+                reply = {"error": f"unknown command {cmd!r} (known: status, lyrics)"}
+        except (ValueError, AttributeError, TypeError) as e:
             reply = {"error": f"bad request: {e}"}
+        except RtgenreError as e:
+            reply = {"error": str(e)}
         self.control.send(json.dumps(reply).encode())
+
+    def _set_lyrics(self, request: dict) -> dict:
+        """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": 0.5}``: the lyrics of
+        what a live stream plays now (null clears them)."""
+        runner = self.runners.get(request.get("stream"))
+        if runner is None:
+            return {"error": f"no running stream {request.get('stream')!r}"}
+        text = request.get("text")
+        if text is None:
+            runner.pipeline.lyrics = None
+        else:
+            if self._lyric_model is None:
+                self._lyric_model = LyricModel()
+            weight = float(request.get("weight", 0.5))
+            runner.pipeline.lyrics = self._lyric_model.evidence(str(text), self.bundle.meta.labels, weight)
+        return {"ok": True, "stream": runner.id, "lyrics": runner.pipeline.lyrics is not None}
 
     def status(self) -> dict:
         streams = {}

@@ -17,6 +17,7 @@ from .audio import Source
 from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .frontend import fit_window
+from .lyrics import fuse
 from .model import Bundle, Classifier, check_window
 from .ring import Ring
 from .smoothing import SILENCE, Smoother, SmoothingConfig
@@ -79,6 +80,7 @@ class StreamPipeline:
         self._padded = False
         self._fed = 0
         self._fed_wall = 0.0
+        self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
         self.latencies: deque[float] = deque(maxlen=10_000)
 
     # -- audio in -------------------------------------------------------------------------
@@ -135,7 +137,8 @@ class StreamPipeline:
     def emit(self, windows: list[Window], probs: np.ndarray) -> list[dict]:
         """Smooth, account and publish the classified windows; returns the messages."""
         msgs = []
-        for w, p in zip(windows, probs, strict=True):
+        for w, audio in zip(windows, probs, strict=True):
+            p = audio if self.lyrics is None else fuse(audio, self.lyrics)
             silent = w.silent
             s = self._smoother.update(None if silent else p, self.hop_s)
             if silent:
@@ -157,8 +160,10 @@ class StreamPipeline:
                 "padded": w.padded,
                 "model": self.model,
                 "provider": self.provider,
-                "lyrics": False,
+                "lyrics": self.lyrics is not None,
             }
+            if self.lyrics is not None and not silent:
+                body["audio_probs"] = self._named(audio)
             msgs.append(self._send("window", body))
             self.latencies.append(time.monotonic() - w.arrived)
         return msgs
@@ -195,6 +200,7 @@ class StreamPipeline:
             "state": "genre",
             "windows": self._voiced + self._silent,
             "padded": self._padded,
+            "lyrics": self.lyrics is not None,
         }
 
     def stats(self) -> dict:

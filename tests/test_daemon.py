@@ -292,3 +292,13 @@ def test_proxy_gathers_two_daemons(tmp_path, data):
         p.send_signal(signal.SIGTERM)
         p.wait(10)
     assert {s for s, m in got if m["type"] == "window"} == {"host0", "host1"}
+
+
+def test_lyrics_for_a_live_stream_through_the_control_socket(three):
+    three.wait_for(lambda: len(three.of("b", "window")) >= 1)
+    reply = request(three.control, {"cmd": "lyrics", "stream": "b", "text": "rock and roll all night"}, 30)
+    assert reply == {"ok": True, "stream": "b", "lyrics": True}
+    three.wait_for(lambda: any(m["lyrics"] for m in three.of("b", "window")))
+    assert not any(m["lyrics"] for m in three.of("a", "window"))  # only stream b
+    assert "error" in request(three.control, {"cmd": "lyrics", "stream": "nope", "text": "x"}, 5)
+    assert request(three.control, {"cmd": "lyrics", "stream": "b", "text": None}, 5)["lyrics"] is False

