@@ -201,6 +201,25 @@ def status(endpoint, as_json, timeout_s):
         )
 
 
+@main.command(name="lyrics")
+@click.argument("lyrics_file", required=False, type=click.Path(path_type=str))
+@click.option("--stream", "stream_id", required=True, help="The daemon stream the lyrics belong to.")
+@click.option("--clear", is_flag=True, help="Forget the stream's lyrics (the next song has none yet).")
+@click.option("--weight", type=float, help="0 ignores lyrics, 1 trusts them fully (default: the config's).")
+@click.option("--endpoint", default=DEFAULT_CONTROL, show_default=True, help="The daemon's control endpoint.")
+def lyrics_cmd(lyrics_file, stream_id, clear, weight, endpoint):
+    """Tell a running daemon the lyrics of what a live stream plays now (.txt or .lrc)."""
+    if clear == bool(lyrics_file):
+        raise RtgenreError("give either a lyrics file or --clear")
+    body = {"cmd": "lyrics", "stream": stream_id, "text": None if clear else read_lyrics(lyrics_file)}
+    if weight is not None:
+        body["weight"] = weight
+    reply = request(endpoint, body, 30.0)
+    if "error" in reply:
+        raise RtgenreError(reply["error"])
+    click.echo(f"stream {reply['stream']}: lyrics {'on' if reply['lyrics'] else 'off'}")
+
+
 @main.command(name="keygen")
 @click.argument("directory", type=click.Path(path_type=str))
 @click.option("--name", default="rtgenre", show_default=True, help="Base name of the key files.")

@@ -71,6 +71,12 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class LyricsSection:
+    model: str | None = None  # lyric model bundle; None: the shipped models/lyrics-minilm
+    weight: float = field(default=0.5, metadata=_range(0.0, 1.0))  # 0 ignores lyrics, 1 trusts them fully
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     streams: list[StreamSection]
     model: str | None = None  # bundle directory; None: the shipped default
@@ -79,6 +85,7 @@ class ServeConfig:
     feed: FeedSection = field(default_factory=FeedSection)
     control: ControlSection = field(default_factory=ControlSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    lyrics: LyricsSection = field(default_factory=LyricsSection)
 
 
 def load_config(path: str | Path) -> ServeConfig:
@@ -111,7 +118,8 @@ def _resolve_paths(cfg: ServeConfig, base: Path) -> ServeConfig:
         curve_authorized_keys=resolve(cfg.feed.curve_authorized_keys),
     )  # fmt: skip
     streams = [dataclasses.replace(s, path=resolve(s.path)) for s in cfg.streams]
-    return dataclasses.replace(cfg, model=resolve(cfg.model), feed=feed, streams=streams)
+    lyrics = dataclasses.replace(cfg.lyrics, model=resolve(cfg.lyrics.model))
+    return dataclasses.replace(cfg, model=resolve(cfg.model), feed=feed, streams=streams, lyrics=lyrics)
 
 
 def _fail(path: Path, node: yaml.Node, key: str, message: str) -> typing.NoReturn:

@@ -300,8 +300,8 @@ class Daemon:
         self.control.send(json.dumps(reply).encode())
 
     def _set_lyrics(self, request: dict) -> dict:
-        """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": 0.5}``: the lyrics of
-        what a live stream plays now (null clears them)."""
+        """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": W}``: the lyrics of
+        what a live stream plays now (null clears them); W defaults to the config's lyrics.weight."""
         runner = self.runners.get(request.get("stream"))
         if runner is None:
             return {"error": f"no running stream {request.get('stream')!r}"}
@@ -310,8 +310,8 @@ class Daemon:
             runner.pipeline.lyrics = None
         else:
             if self._lyric_model is None:
-                self._lyric_model = LyricModel()
-            weight = float(request.get("weight", 0.5))
+                self._lyric_model = LyricModel(self.config.lyrics.model)
+            weight = float(request.get("weight", self.config.lyrics.weight))
             runner.pipeline.lyrics = self._lyric_model.evidence(str(text), self.bundle.meta.labels, weight)
         return {"ok": True, "stream": runner.id, "lyrics": runner.pipeline.lyrics is not None}
 

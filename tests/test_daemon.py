@@ -302,3 +302,9 @@ def test_lyrics_for_a_live_stream_through_the_control_socket(three):
     assert not any(m["lyrics"] for m in three.of("a", "window"))  # only stream b
     assert "error" in request(three.control, {"cmd": "lyrics", "stream": "nope", "text": "x"}, 5)
     assert request(three.control, {"cmd": "lyrics", "stream": "b", "text": None}, 5)["lyrics"] is False
+    song = three.config.parent / "song.lrc"
+    song.write_text("[00:01.00]we will rock you\n")
+    r = rtgenre("lyrics", "--stream", "b", "--endpoint", three.control, str(song))
+    assert r.returncode == 0 and r.stdout.strip() == "stream b: lyrics on"
+    r = rtgenre("lyrics", "--stream", "zzz", "--endpoint", three.control, "--clear")
+    assert r.returncode == 1 and r.stderr.strip() == "rtgenre: error: no running stream 'zzz'"

@@ -41,3 +41,15 @@ def test_tiny_fusion_experiment_writes_its_report(data, tmp_path):
     report = (tmp_path / "FUSION.md").read_text()
     assert "lyrics only (frozen MiniLM)" in report and ("Fusion helped" in report or "Fusion did not help" in report)
     assert (tmp_path / "fusion_gates.png").stat().st_size > 0 and (tmp_path / "lyric_tokens.png").stat().st_size > 0
+
+
+def test_occlusion_map_explains_the_runtime_graph(classifier, bundle):
+    import numpy as np
+
+    from training.saliency import occlusion
+
+    n = bundle.meta.frontend.frames(bundle.meta.window_s)
+    window = np.random.default_rng(0).normal(-30, 15, (n, bundle.meta.frontend.n_mels)).astype(np.float32)
+    top, heat = occlusion(classifier, window, patch=(16, 16))
+    assert top == int(classifier.predict(window[None])[0].argmax())
+    assert heat.shape == window.shape and np.abs(heat).max() > 0

@@ -30,6 +30,7 @@ from .fusion import FitConfig
 from .lyrics import LyricEncoder, read_tcc
 from .lyrics_export import export_lyric_model
 from .models import FAMILIES
+from .saliency import plot_tracks
 from .train import Example, TrainConfig, predict_tracks, train
 
 EVAL_HOP_S = 1.5
@@ -337,3 +338,14 @@ def lyrics_model_cmd(csv_path, out, encoder_path, limit, cache):
     """Train the runtime's lyric genre model and export it (ONNX, int8) with its tokenizer."""
     meta = export_lyric_model(read_tcc(csv_path)[:limit], LyricEncoder(encoder_path), out, cache)
     click.echo(json.dumps({k: meta[k] for k in ("labels", "int8_vs_fp32_top_genre_agreement")}))
+
+
+@main.command(name="saliency")
+@click.argument("tracks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option(
+    "--model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Bundle (default: shipped)."
+)
+def saliency_cmd(tracks, out, model):
+    """Occlusion maps: which time-frequency regions drive the audio model's prediction."""
+    plot_tracks(list(tracks), out, model)
