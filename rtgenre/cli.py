@@ -175,6 +175,7 @@ def serve(config_path):
     """Run the daemon: every stream in the config on one model, published on one feed."""
     from .daemon import Daemon
 
+    logging.getLogger().setLevel(logging.INFO)  # a service's log (the journal) wants its provider and reloads
     sys.exit(Daemon(config_path).run())
 
 
