@@ -68,6 +68,7 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
             sys.executable,
             "-m",
             "training",
+            "train",
             "--data",
             str(data / "gtzan"),
             "--clips",
