@@ -60,8 +60,8 @@ class StreamPipeline:
         self.publisher = publisher
         p = bundle.meta.frontend
         self.sample_rate = p.sample_rate
-        self.window_s = check_window(settings.window_s or bundle.meta.window_s)
-        self.hop_s = settings.hop_s or bundle.meta.hop_s
+        self.window_s = check_window(bundle.meta.window_s if settings.window_s is None else settings.window_s)
+        self.hop_s = bundle.meta.hop_s if settings.hop_s is None else settings.hop_s
         if not 0 < self.hop_s <= self.window_s:
             raise RtgenreError(f"hop {self.hop_s:g} s must be positive and at most the window ({self.window_s:g} s)")
         self._win = p.frames(self.window_s)
@@ -73,7 +73,6 @@ class StreamPipeline:
         self.frames = Ring(self._win + self._hop, (p.n_mels + 1,))
         self._smoother = Smoother(len(self.labels), settings.smoothing)
         self._emitted = 0
-        self._first_frame = 0  # index of the next window's first frame
         self._sum = np.zeros(len(self.labels))
         self._voiced = 0
         self._silent = 0

@@ -54,9 +54,10 @@ def test_window_messages_carry_the_schema(bundle, classifier, tmp_path):
     assert eos["type"] == "eos" and eos["stats"]["windows"] == len(wins)
 
 
-def test_hop_longer_than_window_is_refused(bundle):
+@pytest.mark.parametrize("hop", [2.0, 0.0, -0.5])
+def test_a_hop_outside_the_window_is_refused(bundle, hop):
     with pytest.raises(RtgenreError, match="hop"):
-        StreamPipeline(bundle, StreamSettings(window_s=1.0, hop_s=2.0))
+        StreamPipeline(bundle, StreamSettings(window_s=1.0, hop_s=hop))
 
 
 def test_audio_ring_overrun_is_counted(bundle):
