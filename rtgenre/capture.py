@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PREFERRED = ("pulse", "pipewire")
 _EMPTY = np.zeros(0, np.float32)
+_open_lock = threading.Lock()
+_open_streams: set[int] = set()  # captures with a live PortAudio stream in this process
 STALL_S = 1.5  # no audio for this long: the device is gone
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 
@@ -173,8 +175,10 @@ class Capture:
     def _open(self) -> bool:
         sd = _sd()
         try:
-            sd._terminate()  # PortAudio caches the device list: refresh it after a server restart
-            sd._initialize()
+            with _open_lock:
+                if not _open_streams:  # PortAudio caches the device list: refresh it, if no stream would die
+                    sd._terminate()
+                    sd._initialize()
             self._stream = sd.InputStream(
                 device=self.device.index,
                 channels=self.channels,
@@ -183,6 +187,8 @@ class Capture:
                 callback=self._callback,
             )
             self._stream.start()
+            with _open_lock:
+                _open_streams.add(id(self))
         except Exception as e:  # PortAudioError, or a device index that vanished
             log.warning("cannot open %s: %s; retrying", self.device.name, str(e).splitlines()[0])
             self._close()
@@ -200,6 +206,8 @@ class Capture:
         self._close()
 
     def _close(self) -> None:
+        with _open_lock:
+            _open_streams.discard(id(self))
         if self._stream is not None:
             try:
                 self._stream.abort()
