@@ -36,7 +36,7 @@ def window_cost(family: str, params: MelParams, window_s: float) -> float:
         return (time.perf_counter() - t0) / 320 * 1e3
 
 
-def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list) -> None:
+def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, budget: str) -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
@@ -59,7 +59,8 @@ def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list) -
     (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
 
 {n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in tracks)} of them 2–3 s clips),
-stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family. Cells are the mean over seeds
+stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family; training budget per run:
+{budget}. Cells are the mean over seeds
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
 a clip is one looped window). ms / window is ONNX Runtime on one CPU thread in batches of 32;
