@@ -98,7 +98,7 @@ def rtgenre_latency(bundle, clf, files, endpoint: str) -> tuple[np.ndarray, np.n
                     sent[m["seq"]] = wins[0].arrived
     t.join()
     pub.close()
-    to_socket = np.array(pipe.latencies)
+    to_socket = pipe.latencies.values()
     to_subscriber = np.array([received[k] - sent[k] for k in sent if k in received])
     return to_socket, to_subscriber
 

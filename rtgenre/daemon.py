@@ -339,8 +339,8 @@ class Daemon:
         """The status as of the last tick, for threads other than the scheduler (metrics)."""
         return self._snapshot
 
-    def _latencies(self) -> list[float]:
-        return [x for r in self.runners.values() for x in r.pipeline.latencies]
+    def _latencies(self) -> np.ndarray:
+        return np.concatenate([np.zeros(0)] + [r.pipeline.latencies.values() for r in self.runners.values()])
 
     def _summary(self) -> str:
         running = sum(r.state == "running" for r in self.runners.values())

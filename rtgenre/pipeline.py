@@ -7,7 +7,6 @@ scheduler can batch the windows due from many streams into one inference call.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -44,8 +43,24 @@ class Window:
     captured: float  # wall-clock time its last sample was captured (handed over, for files)
 
 
-def percentile_ms(values, q: float) -> float | None:
-    return round(float(np.percentile(np.asarray(values) * 1e3, q)), 3) if len(values) else None
+class Recent:
+    """The last ``size`` values in an array allocated once: percentiles over a recent window, and
+    memory that does not grow however long a stream runs."""
+
+    def __init__(self, size: int = 2048):
+        self._values = np.zeros(size)
+        self._n = 0
+
+    def add(self, x: float) -> None:
+        self._values[self._n % len(self._values)] = x
+        self._n += 1
+
+    def values(self) -> np.ndarray:
+        return self._values[: min(self._n, len(self._values))]
+
+
+def percentile_ms(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values * 1e3, q)), 3) if len(values) else None
 
 
 class StreamPipeline:
@@ -80,7 +95,7 @@ class StreamPipeline:
         self._fed = 0
         self._fed_wall = 0.0
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
-        self.latencies: deque[float] = deque(maxlen=10_000)
+        self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
 
     # -- audio in -------------------------------------------------------------------------
     def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
@@ -164,7 +179,7 @@ class StreamPipeline:
             if self.lyrics is not None and not silent:
                 body["audio_probs"] = self._named(audio)
             msgs.append(self._send("window", body))
-            self.latencies.append(time.monotonic() - w.arrived)
+            self.latencies.add(time.monotonic() - w.arrived)
         return msgs
 
     def current(self) -> dict:
@@ -208,8 +223,8 @@ class StreamPipeline:
             "audio_overruns": self.audio.overruns,
             "frame_overruns": self.frames.overruns,
             "dropped": self.publisher.dropped if self.publisher else 0,
-            "latency_ms_p50": percentile_ms(self.latencies, 50),
-            "latency_ms_p99": percentile_ms(self.latencies, 99),
+            "latency_ms_p50": percentile_ms(self.latencies.values(), 50),
+            "latency_ms_p99": percentile_ms(self.latencies.values(), 99),
             "provider": self.provider,
         }
 
