@@ -97,6 +97,7 @@ class Publisher:
         self._auth = None
         self._sock = ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, so `subscribers` counts them all
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 2000)  # let queued end-of-stream messages out on close
         try:
