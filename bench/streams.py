@@ -96,7 +96,8 @@ def memory_run(files: list[Path], minutes: float) -> tuple[float, float]:
     cfg = {"feed": {"endpoint": "tcp://127.0.0.1:5597"}, "control": {"endpoint": "tcp://127.0.0.1:5596"},
            "metrics": {"port": 0}, "provider": "cpu", "streams": streams}  # fmt: skip
     (tmp / "config.yaml").write_text(json.dumps(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp / "config.yaml")])
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # as systemd/rtgenre.service runs it
+    proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp / "config.yaml")], env=env)
     try:
         time.sleep(60)
         one = rss_mb(proc.pid)
