@@ -204,8 +204,8 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            if time.monotonic() - last_snapshot >= SNAPSHOT_S:
-                self._snapshot, last_snapshot = self.status(), time.monotonic()
+            if self.config.metrics.port and time.monotonic() - last_snapshot >= SNAPSHOT_S:
+                self._snapshot, last_snapshot = self.status(), time.monotonic()  # only metrics read it
             if self.control.poll(int(TICK_S * 1000)):
                 self._answer()
             if ping and time.monotonic() - last_ping >= ping:
