@@ -70,7 +70,24 @@ class Source(Protocol):
         """Make the iteration end soon; safe to call from another thread."""
 
 
-class FileSource:
+class ClocklessSource:
+    """What the non-live sources share: no capture clock (a sample "arrives" when it is handed
+    over), no status of their own, and a stop flag their iteration checks."""
+
+    end_reason = "end of stream"
+    _stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def status(self) -> dict:
+        return {}
+
+    def newest_sample_time(self) -> float | None:
+        return None
+
+
+class FileSource(ClocklessSource):
     """An audio file as an iterator of mono float32 blocks at ``sample_rate``."""
 
     end_reason = "end of file"
@@ -89,10 +106,6 @@ class FileSource:
             self._file.close()
             raise AudioError(f"{path}: contains no audio samples")
         self._block = max(1, int(block_seconds * self._file.samplerate))
-        self._stopped = False
-
-    def stop(self) -> None:
-        self._stopped = True
 
     def __iter__(self) -> Iterator[np.ndarray]:
         resample = Resampler(self._file.samplerate, self.sample_rate)
@@ -118,19 +131,11 @@ class FileSource:
         finally:
             self._file.close()
 
-    def status(self) -> dict:
-        return {}
 
-    def newest_sample_time(self) -> float | None:
-        return None  # a file has no capture clock: a sample "arrives" when it is handed over
-
-
-class FfmpegSource:
+class FfmpegSource(ClocklessSource):
     """Anything ffmpeg opens (an internet radio station, an HTTP or RTSP stream, a file) decoded by
     an ffmpeg child process to mono float32 at the model rate. ``-re`` reads at the native rate,
     so a finite input behaves like a live one."""
-
-    end_reason = "end of stream"
 
     def __init__(self, url: str, sample_rate: int, block_seconds: float = 0.1):
         if shutil.which("ffmpeg") is None:
@@ -140,7 +145,6 @@ class FfmpegSource:
         self.info = SourceInfo(url, sample_rate, 1, None)
         self._bytes = 4 * max(1, int(block_seconds * sample_rate))
         self._proc: subprocess.Popen | None = None
-        self._stopped = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
         cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i", self.url,
@@ -158,25 +162,16 @@ class FfmpegSource:
             proc.wait()
 
     def stop(self) -> None:
-        self._stopped = True
+        super().stop()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
 
-    def status(self) -> dict:
-        return {}
 
-    def newest_sample_time(self) -> float | None:
-        return None
-
-
-class ArraySource:
+class ArraySource(ClocklessSource):
     """Samples already in memory (mono, at the model rate) as a source, in the given blocks."""
-
-    end_reason = "end of stream"
 
     def __init__(self, blocks: list[np.ndarray], sample_rate: int, name: str = "memory"):
         self._blocks = blocks
-        self._stopped = False
         self.info = SourceInfo(name, sample_rate, 1, sum(len(b) for b in blocks) / sample_rate)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -184,15 +179,6 @@ class ArraySource:
             if self._stopped:
                 return
             yield block
-
-    def status(self) -> dict:
-        return {}
-
-    def newest_sample_time(self) -> float | None:
-        return None
-
-    def stop(self) -> None:
-        self._stopped = True
 
 
 def _open(path: str) -> sf.SoundFile:
