@@ -209,10 +209,11 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
             raise click.BadParameter(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         runs, curves = [], {}
         for seed in range(seeds):
-            t0 = time.time()
             cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed)
             scores, histories = cross_validate(c, cfg, folds, checkpoints)
-            runs.append({"seed": seed, "scores": scores["cv"], "wall_s": time.time() - t0})
+            # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
+            wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
+            runs.append({"seed": seed, "scores": scores["cv"], "wall_s": wall})
             curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
         best = max(runs, key=lambda r: r["scores"].track_acc)
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")

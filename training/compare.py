@@ -41,7 +41,7 @@ def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, b
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
     head = "| family | " + " | ".join(f"{s:g} s slices" for s in SLICE_SECONDS)
-    lines = [head + " | track acc | track macro-F1 | ms / window | × real time | wall / seed |",
+    lines = [head + " | track acc | track macro-F1 | ms / window | × real time | train time / seed |",
              "|---|" + "---|" * (len(SLICE_SECONDS) + 5)]  # fmt: skip
     for family, row in rows.items():
         runs = row["runs"]
@@ -64,7 +64,8 @@ stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family; t
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
 a clip is one looped window). ms / window is ONNX Runtime on one CPU thread in batches of 32;
-× real time is what one core sustains at the runtime's 0.5 s hop. Folds are not artist-disjoint.
+× real time is what one core sustains at the runtime's 0.5 s hop. Train time is the sum of
+the epochs over all folds of one seed on 2 CPU cores. Folds are not artist-disjoint.
 
 {chr(10).join(lines)}
 
