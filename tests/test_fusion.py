@@ -39,7 +39,8 @@ def test_tiny_fusion_experiment_writes_its_report(data, tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     report = (tmp_path / "FUSION.md").read_text()
-    assert "lyrics only (frozen MiniLM)" in report and ("Fusion helped" in report or "Fusion did not help" in report)
+    assert "lyrics only (frozen MiniLM)" in report and "top 2 layers fine-tuned" in report
+    assert "Fusion helped" in report or "Fusion did not help" in report
     assert (tmp_path / "fusion_gates.png").stat().st_size > 0 and (tmp_path / "lyric_tokens.png").stat().st_size > 0
 
 

@@ -10,8 +10,8 @@ from helpers import rtgenre
 
 from rtgenre.errors import RtgenreError
 from rtgenre.lyrics import LyricModel, fuse, lyrics_beside, read_lyrics
-from training.fusion import MLPEncoder, Single
-from training.lyrics import LyricEncoder
+from training.fusion import FitConfig, MLPEncoder, Single, fit
+from training.lyrics import LyricEncoder, TopLayers
 from training.lyrics_export import LyricClassifier
 
 TEXTS = ["my baby left me this morning and the rain keeps falling", "jah love one drop", "x"]
@@ -41,6 +41,19 @@ def test_onnx_lyric_path_matches_torch(encoder, tmp_path):
         with torch.no_grad():
             want = model(**t).numpy()
         assert np.abs(got - want).max() <= 1e-4
+
+
+def test_fine_tuned_top_layers_start_from_the_frozen_encoder_and_train(encoder):
+    hidden, mask = (torch.from_numpy(a) for a in encoder.below(TEXTS, 2))
+    top = TopLayers(encoder, 2).eval()
+    with torch.no_grad():
+        assert torch.allclose(top(hidden, mask), encoder(**encoder.tokenize(TEXTS)), atol=1e-5)
+    model = Single(top, 2)
+    before = [p.clone() for p in encoder.model.encoder.layer[-1].parameters()]
+    fit(model, [hidden, mask], torch.tensor([0, 1, 1]), FitConfig(epochs=2, batch_size=2, lr=1e-2))
+    moved = [not torch.equal(a, b) for a, b in zip(top.layers[-1].parameters(), before, strict=True)]
+    assert any(moved)  # the copied layers learn; the encoder they were copied from stays as it was
+    assert all(torch.equal(a, b) for a, b in zip(encoder.model.encoder.layer[-1].parameters(), before, strict=True))
 
 
 def test_shipped_lyric_model_gives_evidence_over_the_audio_labels(bundle):

@@ -18,6 +18,8 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from .lyrics import TopLayers
+
 
 class MLPEncoder(nn.Module):
     def __init__(self, n_in: int, dim: int = 64, dropout: float = 0.2):
@@ -73,8 +75,8 @@ class Single(nn.Module):
         self.encoder = encoder
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(encoder.dim, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+    def forward(self, *x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(*x))
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,15 @@ class FitConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-3
     seed: int = 0
+    encoder_lr_scale: float = 0.05  # fine-tuned transformer layers learn at this fraction of ``lr``
+
+
+def param_groups(model: nn.Module, cfg: FitConfig) -> list[dict]:
+    """Pretrained transformer layers at a small learning rate, everything new at the full one."""
+    slow = {id(p) for m in model.modules() if isinstance(m, TopLayers) for p in m.parameters()}
+    fast = [p for p in model.parameters() if id(p) not in slow]
+    pretrained = [p for p in model.parameters() if id(p) in slow]
+    return [{"params": fast}, {"params": pretrained, "lr": cfg.lr * cfg.encoder_lr_scale}]
 
 
 def fit(model: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, cfg: FitConfig) -> nn.Module:
@@ -91,7 +102,7 @@ def fit(model: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, cfg: FitC
     torch.manual_seed(cfg.seed)
     counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
     loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(cfg.epochs):
         model.train()

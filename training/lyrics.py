@@ -8,6 +8,7 @@ model, and cached on disk by model and text.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -58,6 +59,13 @@ def read_lyrics_json(collection: Path) -> dict[str, str]:
     return data
 
 
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real tokens, L2-normalised: the sentence embedding all-MiniLM-L6-v2 was trained for."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=1)
+
+
 class LyricEncoder(torch.nn.Module):
     """Tokens -> mean-pooled, normalised sentence embedding; trainable when fine-tuned."""
 
@@ -75,10 +83,21 @@ class LyricEncoder(torch.nn.Module):
         return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=1)
+        return pool(self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask)
+
+    @torch.no_grad()
+    def below(self, texts: list[str], k: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """The input of the top ``k`` layers for every text, padded to MAX_TOKENS: (n, T, dim), (n, T)."""
+        self.eval()
+        hidden = np.zeros((len(texts), MAX_TOKENS, self.dim), np.float32)
+        mask = np.zeros((len(texts), MAX_TOKENS), np.float32)
+        for i in range(0, len(texts), batch):
+            t = self.tokenize(texts[i : i + batch])
+            states = self.model(**t, output_hidden_states=True).hidden_states
+            n = t["input_ids"].shape[1]
+            hidden[i : i + batch, :n] = states[len(states) - 1 - k].numpy()
+            mask[i : i + batch, :n] = t["attention_mask"].numpy()
+        return hidden, mask
 
     @torch.no_grad()
     def embed(self, texts: list[str], cache: Path | None = None, batch: int = 32) -> np.ndarray:
@@ -93,3 +112,24 @@ class LyricEncoder(torch.nn.Module):
             cache.mkdir(parents=True, exist_ok=True)
             np.save(cached, out)
         return out
+
+
+class TopLayers(torch.nn.Module):
+    """A trainable copy of the encoder's top ``k`` transformer layers, fed the frozen output of the
+    layers below (``LyricEncoder.below``): the lower layers run once per song, so fine-tuning costs
+    k/L of fine-tuning the whole encoder, which is what a CPU affords."""
+
+    def __init__(self, encoder: LyricEncoder, k: int):
+        super().__init__()
+        layers = encoder.model.encoder.layer
+        self.layers = copy.deepcopy(layers[len(layers) - k :])
+        self.dim = encoder.dim
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = int(mask.sum(dim=1).max())  # drop the padding every example of this batch has
+        hidden, mask = hidden[:, :n], mask[:, :n]
+        additive = (1.0 - mask[:, None, None, :]) * torch.finfo(hidden.dtype).min
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=additive)
+            hidden = out[0] if isinstance(out, tuple) else out  # a tuple before transformers 5
+        return pool(hidden, mask)
