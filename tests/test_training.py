@@ -113,5 +113,17 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert "20 tracks" in table  # --limit 2 from the YAML config: 2 tracks x 10 genres
     for f in ("confusion_cnn.png", "curves_ann.png", "results.json"):
         assert (tmp_path / "cmp" / f).stat().st_size > 0
-    runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["cnn"]["runs"]
+    runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["families"]["cnn"]["runs"]
     assert [x["seed"] for x in runs] == [0, 1]
+
+    # a model shipped from that comparison reuses its CV and carries its table in the card
+    ship = [sys.executable, "-m", "training", "train", "--config", str(cfg), "--data", str(data / "gtzan"), "--folds",
+            "0", "--seed", "1", "--comparison", str(tmp_path / "cmp"), "--cache", str(tmp_path / "cache")]  # fmt: skip
+    r = subprocess.run([*ship, "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "How the families compare" in card and "| ann |" in card
+    cv = load_bundle(tmp_path / "m").meta.extra["validation"]["cv"]
+    assert cv["track_acc"] == runs[1]["cv"]["track_acc"]
+    r = subprocess.run([*ship, "--out", str(tmp_path / "m2"), "--epochs", "2"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "was run at" in r.stderr

@@ -12,7 +12,8 @@ LABELS = {
 }
 
 
-def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores]) -> str:
+def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores],
+               comparison: str | None = None) -> str:  # fmt: skip
     named = {LABELS.get(k, k): v for k, v in results.items()}
     a = cfg.augment
     counts = data["tracks_per_genre"]
@@ -31,6 +32,18 @@ def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, res
             "part alone has only 1–11 full tracks of each of the six thin genres. Expect the held-out test "
             "part of the split to land between the two."
         )
+    compared = ""
+    if comparison:
+        compared = f"""
+## How the families compare (same folds, same budget)
+Every family cross-validated by `python -m training compare` on the same track-level folds at this
+model's training budget; cells are the mean over seeds with the best seed in brackets. rtgenre ships
+as default the family with the best mean track accuracy among those that run at least 100× real
+time on one CPU core. The "5-fold CV" rows below are this family's seed-{cfg.seed} run of that table;
+the shipped model is the same recipe trained on all train + valid tracks.
+
+{comparison}
+"""
     return f"""# Model card: {name}
 
 A `{family}` classifier of log-mel windows into the ten GTZAN genres, for real-time use in
@@ -56,7 +69,7 @@ windows, AdamW, one-cycle learning rate, seed {cfg.seed}; the epoch kept is the 
 half by the track accuracy of an inner validation split ({cfg.val_fraction:.0%} of each run's own
 training tracks), with early stopping after {cfg.patience} epochs without progress: no reported fold
 is ever looked at during training.
-
+{compared}
 ## Evaluation (track-level splits only: no slice of a track on both sides)
 Window accuracy scores every {cfg.window_s:g} s window (1.5 s hop); a track's verdict is the mean of
 its windows' probabilities. Clips count as tracks of one (looped) window. Macro-F1 is over the

@@ -20,7 +20,7 @@ from rtgenre.frontend import MelFrontend, MelParams
 
 from . import fusion_report
 from .card import model_card
-from .compare import window_cost, write_results
+from .compare import load_comparison, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import write_bundle
@@ -168,15 +168,25 @@ def main() -> None:
 @click.option("--family", type=click.Choice(sorted(FAMILIES)), default="cnn", show_default=True)
 @click.option("--hop", "hop_s", default=0.5, show_default=True, help="Default runtime hop written to the bundle.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--comparison", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A compare output at the same budget: its CV of this family and seed stands in for running "
+                   "CV again, and its table goes into the model card.")  # fmt: skip
 def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache, checkpoints,
-              threads, out, family, hop_s, seed):  # fmt: skip
+              threads, out, family, hop_s, seed, comparison):  # fmt: skip
     """Evaluate one family (CV, valid split), train it on everything, export the bundle."""
     started = time.time()
     cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads)
+    table = None
+    if comparison:
+        try:
+            results, table = load_comparison(comparison, cfg)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--comparison") from None
     c = load_collection(data_root, clips_root, limit, cache)
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
-    results = cross_validate(c, cfg, folds, checkpoints)[0] if folds else {}
+    if not comparison:
+        results = cross_validate(c, cfg, folds, checkpoints)[0] if folds else {}
     if (v := valid_split(c, cfg)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
@@ -187,7 +197,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
                      "epochs_run": len(history), "wall_seconds": round(time.time() - started, 1)},
         "validation": {k: v.to_json() for k, v in results.items()},
     }  # fmt: skip
-    card = model_card(out.name, family, cfg, c.params, c.data, results)
+    card = model_card(out.name, family, cfg, c.params, c.data, results, table)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
     click.echo(json.dumps({k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()}))
 
@@ -214,14 +224,13 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
             scores, histories = cross_validate(c, cfg, folds, checkpoints)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
-            runs.append({"seed": seed, "scores": scores["cv"], "wall_s": wall})
+            runs.append({"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall})
             curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
         best = max(runs, key=lambda r: r["scores"].track_acc)
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
-        budget = f"at most {epochs} epochs of {windows_per_epoch} windows, early stopping patience {patience}"
-        write_results(out, rows, folds, seeds, c.tracks, budget)
+        write_results(out, rows, folds, seeds, c.tracks, cfg)
 
 
 def lyric_options(f):

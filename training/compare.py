@@ -1,4 +1,4 @@
-"""The family comparison's outputs: inference cost per window and the results table."""
+"""The family comparison's outputs: inference cost per window, the results table, and reading it back."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 from rtgenre.frontend import MelParams
 
 from .data import GENRES
-from .evaluate import SLICE_SECONDS
+from .evaluate import SLICE_SECONDS, Scores
 from .export import export_onnx
+from .train import TrainConfig
 
 
 def window_cost(family: str, params: MelParams, window_s: float) -> float:
@@ -36,7 +37,31 @@ def window_cost(family: str, params: MelParams, window_s: float) -> float:
         return (time.perf_counter() - t0) / 320 * 1e3
 
 
-def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, budget: str) -> None:
+def budget_of(cfg: TrainConfig) -> dict:
+    """What makes two runs of a family comparable: the same window and training budget."""
+    return {k: getattr(cfg, k) for k in ("window_s", "epochs", "windows_per_epoch", "patience")}
+
+
+def load_comparison(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Scores], str]:
+    """The cross-validation of ``cfg``'s family and seed from a ``compare`` run at the same budget, and
+    its table: ``train --comparison`` ships a model without running that CV a second time."""
+    try:
+        saved = json.loads((folder / "results.json").read_text())
+        table = (folder / "RESULTS.md").read_text()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{folder}: not a compare output ({e})") from None
+    if saved.get("budget") != budget_of(cfg):
+        raise ValueError(f"{folder} was run at {saved.get('budget')}, this model at {budget_of(cfg)}")
+    runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
+    if not runs:
+        raise ValueError(f"{folder} has no run of {cfg.family} with seed {cfg.seed}")
+    lines = table.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
+    end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks")}, "\n".join(lines[first:end])
+
+
+def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, cfg: TrainConfig) -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
@@ -56,6 +81,8 @@ def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, b
                  for row in rows.values()]  # fmt: skip
         per_genre.append(f"| {g} | " + " | ".join(cells) + " |")
     n = len(tracks)
+    budget = (f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, early stopping patience "
+              f"{cfg.patience}")  # fmt: skip
     (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
 
 {n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in tracks)} of them 2–3 s clips),
@@ -75,6 +102,9 @@ Per-genre track-level F1 (mean over seeds):
 
 Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curves_<family>.png`.
 """)
-    (out / "results.json").write_text(json.dumps(
-        {f: {"ms_per_window": r["ms_per_window"], "runs": [{"seed": x["seed"], "wall_s": x["wall_s"],
-             "cv": x["scores"].to_json()} for x in r["runs"]]} for f, r in rows.items()}, indent=1))  # fmt: skip
+    families = {f: {"ms_per_window": r["ms_per_window"],
+                    "runs": [{"seed": x["seed"], "wall_s": x["wall_s"], "cv": x["scores"].to_json(),
+                              "cv_full_tracks": x["full"].to_json()} for x in r["runs"]]}
+                for f, r in rows.items()}  # fmt: skip
+    saved = {"folds": folds, "budget": budget_of(cfg), "families": families}
+    (out / "results.json").write_text(json.dumps(saved, indent=1))
