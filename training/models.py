@@ -185,6 +185,14 @@ class ANN(nn.Module):
 FAMILIES = {"cnn": CNN, "crnn2d": CRNN2D, "crnn1d": CRNN1D, "rnn": RNN, "cnnlstm": CNNLSTM, "ann": ANN}
 
 
+def fit_standardize(model: nn.Module, mels: list) -> None:
+    """Set a model's fixed dB scaling from its training log-mel (families without one are left alone)."""
+    if isinstance(getattr(model, "norm", None), Standardize):
+        frames = torch.cat([torch.as_tensor(m) for m in mels])
+        model.norm.mean.fill_(float(frames.mean()))
+        model.norm.std.fill_(float(frames.std(correction=0)))
+
+
 def build(family: str, n_mels: int, n_classes: int) -> nn.Module:
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")

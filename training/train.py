@@ -21,7 +21,7 @@ from rtgenre.frontend import fit_window
 
 from .augment import AugmentConfig, augment, crop, mixup
 from .data import GENRES
-from .models import Standardize, build
+from .models import build, fit_standardize
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,7 @@ def train(
     val = [examples[i] for i in val_idx]
     # channels-last: the 2-D conv families train about 1.6x faster on CPU (no-op for the others)
     model = build(cfg.family, fit[0].mel.shape[1], len(GENRES)).to(memory_format=torch.channels_last)
-    if isinstance(getattr(model, "norm", None), Standardize):
-        frames = np.concatenate([e.mel for e in fit])
-        model.norm.mean.fill_(float(frames.mean()))
-        model.norm.std.fill_(float(frames.std()))
+    fit_standardize(model, [e.mel for e in fit])
     labels = np.array([e.label for e in fit])
     weights = balanced_weights(labels)
     steps = max(1, cfg.windows_per_epoch // cfg.batch_size)
