@@ -108,12 +108,13 @@ def cross_validate(c: Collection, cfg: TrainConfig, folds: int, checkpoints: Pat
     }, histories
 
 
-def valid_split(c: Collection, cfg: TrainConfig) -> Scores | None:
+def valid_split(c: Collection, cfg: TrainConfig, checkpoints: Path | None = None) -> Scores | None:
     valid = [i for i, t in enumerate(c.tracks) if t.split == "valid"]
     if not valid:
         return None
     click.echo(f"{cfg.family}: train split -> valid split", err=True)
-    model, _ = fit(c, [i for i, t in enumerate(c.tracks) if t.split == "train"], cfg)
+    ckpt = checkpoints / f"{cfg.family}-s{cfg.seed}-valid.pt" if checkpoints else None
+    model, _ = fit(c, [i for i, t in enumerate(c.tracks) if t.split == "train"], cfg, ckpt)
     return score(evaluate(c, model, valid, cfg), [c.labels[i] for i in valid])
 
 
@@ -189,7 +190,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
         checkpoints.mkdir(parents=True, exist_ok=True)
     if not comparison:
         results = cross_validate(c, cfg, folds, checkpoints)[0] if folds else {}
-    if (v := valid_split(c, cfg)) is not None:
+    if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
     model, history = fit(c, range(len(c.tracks)), cfg)
@@ -226,7 +227,10 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
             scores, histories = cross_validate(c, cfg, folds, checkpoints)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
-            runs.append({"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall})
+            run = {"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall}
+            if seed == 0:  # the artist-disjoint valid split, once per family: it costs a sixth of a seed's CV
+                run["valid"] = valid_split(c, cfg, checkpoints)
+            runs.append(run)
             curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
         best = max(runs, key=lambda r: r["scores"].track_acc)
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")

@@ -58,7 +58,8 @@ def load_comparison(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Scores], 
     lines = table.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks")}, "\n".join(lines[first:end])
+    scores = {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}
+    return scores, "\n".join(lines[first:end])
 
 
 def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, cfg: TrainConfig) -> None:
@@ -66,14 +67,16 @@ def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, c
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
     head = "| family | " + " | ".join(f"{s:g} s slices" for s in SLICE_SECONDS)
-    lines = [head + " | track acc | track macro-F1 | ms / window | × real time | train time / seed |",
-             "|---|" + "---|" * (len(SLICE_SECONDS) + 5)]  # fmt: skip
+    lines = [head + " | track acc | track macro-F1 | valid split track acc | ms / window | × real time | "
+             "train time / seed |", "|---|" + "---|" * (len(SLICE_SECONDS) + 6)]  # fmt: skip
     for family, row in rows.items():
         runs = row["runs"]
         slices = [stat([r["scores"].slice_acc.get(f"{s:g}s", float("nan")) for r in runs]) for s in SLICE_SECONDS]
         realtime = 500 / row["ms_per_window"]  # one window per 0.5 s hop
+        valid = next((f"{r['valid'].track_acc:.3f}" for r in runs if r.get("valid")), "–")
         lines.append(f"| {family} | " + " | ".join(slices) + f" | {stat([r['scores'].track_acc for r in runs])} | "
-                     f"{stat([r['scores'].macro_f1 for r in runs])} | {row['ms_per_window']:.2f} | {realtime:.0f}× | "
+                     f"{stat([r['scores'].macro_f1 for r in runs])} | {valid} | {row['ms_per_window']:.2f} | "
+                     f"{realtime:.0f}× | "
                      f"{np.mean([r['wall_s'] for r in runs]) / 60:.1f} min |")  # fmt: skip
     per_genre = ["| genre | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
     for g in GENRES:
@@ -90,9 +93,11 @@ stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family; t
 {budget}. Cells are the mean over seeds
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
-a clip is one looped window). ms / window is ONNX Runtime on one CPU thread in batches of 32;
-× real time is what one core sustains at the runtime's 0.5 s hop. Train time is the sum of
-the epochs over all folds of one seed on 2 CPU cores. Folds are not artist-disjoint.
+a clip is one looped window). The valid split column trains seed 0 on the train part and scores
+the artist-disjoint valid part (where split lists exist). ms / window is ONNX Runtime on one CPU
+thread in batches of 32; × real time is what one core sustains at the runtime's 0.5 s hop. Train
+time is the sum of the epochs' times over all folds of one seed ({cfg.threads} torch thread(s)).
+Folds are not artist-disjoint.
 
 {chr(10).join(lines)}
 
@@ -104,7 +109,8 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
 """)
     families = {f: {"ms_per_window": r["ms_per_window"],
                     "runs": [{"seed": x["seed"], "wall_s": x["wall_s"], "cv": x["scores"].to_json(),
-                              "cv_full_tracks": x["full"].to_json()} for x in r["runs"]]}
+                              "cv_full_tracks": x["full"].to_json(),
+                              "valid": x["valid"].to_json() if x.get("valid") else None} for x in r["runs"]]}
                 for f, r in rows.items()}  # fmt: skip
     saved = {"folds": folds, "budget": budget_of(cfg), "families": families}
     (out / "results.json").write_text(json.dumps(saved, indent=1))
