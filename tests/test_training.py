@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from helpers import rtgenre
 
 from rtgenre.frontend import MelParams
@@ -59,6 +60,23 @@ def test_every_family_exports_with_parity_and_runs_in_the_runtime(tmp_path, fami
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["windows"] == 53
+
+
+@pytest.mark.parametrize("bpm", [90, 120, 150])
+def test_hand_features_find_the_tempo_of_a_click_track(bpm):
+    from rtgenre.frontend import MelFrontend
+    from training.models import HandFeatures
+
+    params = MelParams()
+    rng = np.random.default_rng(bpm)
+    y = 0.01 * rng.normal(size=3 * params.sample_rate).astype(np.float32)
+    click = np.sin(np.arange(400) * 0.3) * np.exp(-np.arange(400) / 80)
+    for t in np.arange(0.1, 2.9, 60 / bpm):
+        y[int(t * params.sample_rate) : int(t * params.sample_rate) + 400] += click
+    mel = MelFrontend(params, mel_filterbank(params)).mel(y)
+    features = HandFeatures(params.n_mels)(torch.from_numpy(mel[None].astype(np.float32)))
+    assert features.shape == (1, HandFeatures(params.n_mels).size)
+    assert abs(float(features[0, -2]) - bpm) < 0.06 * bpm  # within a frame of lag
 
 
 def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):

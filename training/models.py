@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rtgenre.frontend import MelParams
+
 
 class Standardize(nn.Module):
     """Fixed dB -> unit scale from training-set statistics: the same for every window, unlike
@@ -135,19 +137,41 @@ class CNNLSTM(nn.Module):
         return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1))
 
 
+FRAME_RATE = MelParams().sample_rate / MelParams().hop_length  # log-mel frames per second
+TEMPO_BPM = (60.0, 200.0)
+
+
 class HandFeatures(nn.Module):
     """The seed baseline's hand-made features, computed from the log-mel inside the graph so the
     model runs on the shared front end: per frame MFCC (20), RMS, spectral centroid, bandwidth,
-    85 % roll-off and flatness (in mel-band units), contrast in 6 sub-bands and onset strength;
-    then their means and standard deviations over the window (64 numbers). Zero-crossing rate,
-    chroma and tempo need the waveform or a finer spectrum and are left out."""
+    85 % roll-off and flatness (in mel-band units), contrast in 6 sub-bands and onset strength,
+    their means and standard deviations over the window; and the window's tempo (the 60–200 BPM
+    autocorrelation peak of the onset envelope, under a prior around 120 BPM) with its strength:
+    66 numbers. Zero-crossing rate
+    needs the waveform and chroma a finer spectrum than 96 mel bands (about 35 Hz wide below
+    1 kHz, wider than a semitone there): both are left out."""
 
     def __init__(self, n_mels: int, n_mfcc: int = 20, sub_bands: int = 6):
         super().__init__()
         self.register_buffer("dct", dct_matrix(n_mels, n_mfcc))
         self.register_buffer("band", torch.arange(n_mels, dtype=torch.float32))
         self.sub_bands = sub_bands
-        self.size = 2 * (n_mfcc + 6 + sub_bands)
+        self.lags = list(range(int(FRAME_RATE * 60 / TEMPO_BPM[1]), int(FRAME_RATE * 60 / TEMPO_BPM[0]) + 2))
+        self.register_buffer("bpm", 60.0 * FRAME_RATE / torch.tensor(self.lags, dtype=torch.float32))
+        # a log-normal prior around 120 BPM, one octave wide (librosa's): picks the beat over its half
+        self.register_buffer("prior", torch.exp(-0.5 * torch.log2(self.bpm / 120.0) ** 2))
+        self.size = 2 * (n_mfcc + 6 + sub_bands) + 2
+
+    def tempo(self, onset: torch.Tensor) -> torch.Tensor:
+        """(B, T) onset envelope -> (B, 2): BPM at the autocorrelation peak, and the peak over the
+        envelope's energy. Zero padding keeps every lag defined for windows shorter than the lag."""
+        o = onset - onset.mean(dim=1, keepdim=True)
+        padded = nn.functional.pad(o, (0, self.lags[-1]))
+        n = o.shape[1]
+        ac = torch.stack([(o * padded[:, lag : lag + n]).mean(dim=1) for lag in self.lags], dim=1)
+        best = (ac * self.prior).argmax(dim=1)
+        peak = ac.gather(1, best[:, None])[:, 0]
+        return torch.stack([self.bpm[best], peak / (o * o).mean(dim=1).clamp(min=1e-6)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, M) in dB
         p = torch.pow(10.0, x / 10.0)
@@ -163,7 +187,7 @@ class HandFeatures(nn.Module):
         onset = torch.relu(x[:, 1:] - x[:, :-1]).mean(dim=2, keepdim=True)
         onset = torch.cat([onset[:, :1], onset], dim=1)
         frames = torch.cat([x @ self.dct, rms, centroid, bandwidth, rolloff, flatness, onset, contrast], dim=2)
-        return torch.cat([frames.mean(dim=1), frames.std(dim=1)], dim=1)
+        return torch.cat([frames.mean(dim=1), frames.std(dim=1), self.tempo(onset[:, :, 0])], dim=1)
 
 
 class ANN(nn.Module):
