@@ -112,6 +112,7 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     bundle = load_bundle(out)
     assert set(bundle.meta.extra["validation"]) == {"cv", "cv_full_tracks", "valid"}
     assert "Evaluation" in (out / "MODEL_CARD.md").read_text()
+    assert (out / "learning_curve.png").stat().st_size > 0 and (out / "confusion.png").stat().st_size > 0
     c = rtgenre("classify", "--json", "--model", str(out), str(data / "gtzan" / "jazz" / "jazz.00000.ogg"))
     assert c.returncode == 0, c.stderr
     assert json.loads(c.stdout)["genre"] in GENRES

@@ -81,6 +81,9 @@ Per-genre F1 (number of tracks in brackets):
 
 {per_genre_table(named)}
 
+`confusion.png`: the cross-validation confusion matrix; `learning_curve.png`: training loss and
+inner-validation track accuracy per epoch.
+
 {predicted} The valid split has no hiphop or reggae tracks and 3 rock clips, so its per-genre
 figures cover seven genres at most; the valid-split figures come from a model trained on the
 train part only, the shipped model from all of train + valid.

@@ -188,12 +188,14 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     c = load_collection(data_root, clips_root, limit, cache)
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
+    histories: dict[str, list[dict]] = {}
     if not comparison:
-        results = cross_validate(c, cfg, folds, checkpoints)[0] if folds else {}
+        results, histories = cross_validate(c, cfg, folds, checkpoints) if folds else ({}, {})
     if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
     model, history = fit(c, range(len(c.tracks)), cfg)
+    histories["final (all tracks)"] = history
     extra = {
         "family": family,
         "training": {"config": asdict(cfg), "data": c.data, "eval_hop_seconds": EVAL_HOP_S,
@@ -202,6 +204,9 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     }  # fmt: skip
     card = model_card(out.name, family, cfg, c.params, c.data, results, table)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
+    plot_curves(histories, out / "learning_curve.png")
+    if "cv" in results:
+        plot_confusion(results["cv"].confusion, out / "confusion.png", f"{family}, cross-validation, seed {seed}")
     click.echo(json.dumps({k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()}))
 
 
