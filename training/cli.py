@@ -194,7 +194,8 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
-    model, history = fit(c, range(len(c.tracks)), cfg)
+    final = checkpoints / f"{family}-s{seed}-final.pt" if checkpoints else None
+    model, history = fit(c, range(len(c.tracks)), cfg, final)
     histories["final (all tracks)"] = history
     extra = {
         "family": family,
