@@ -127,10 +127,12 @@ def train(
             best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
         log(f"{cfg.family} epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} "
             f"inner-val track acc {val_acc:.3f} ({time.time() - t0:.1f} s)")  # fmt: skip
-        if checkpoint is not None:
+        if checkpoint is not None:  # written aside, then renamed: a run killed mid-write keeps the last one
+            partial = checkpoint.with_suffix(".partial")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
-                        "best": best, "epoch": epoch + 1}, checkpoint)  # fmt: skip
+                        "best": best, "epoch": epoch + 1}, partial)  # fmt: skip
+            partial.replace(checkpoint)
     model.load_state_dict(best[1])
     model.eval()
     return model.to(memory_format=torch.contiguous_format), history
