@@ -135,6 +135,17 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["families"]["cnn"]["runs"]
     assert [x["seed"] for x in runs] == [0, 1]
 
+    # outputs of runs made side by side merge into one table, without training
+    merge = [sys.executable, "-m", "training", "compare", "--config", str(cfg), "--data", str(data / "gtzan"),
+             "--out", str(tmp_path / "all"), "--families", "ann,cnn", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    r = subprocess.run([*merge, "--merge", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    merged = (tmp_path / "all" / "RESULTS.md").read_text()
+    assert merged.index("| ann |") < merged.index("| cnn |") and (tmp_path / "all" / "curves_cnn.png").is_file()
+    r = subprocess.run([*merge, "--merge", str(tmp_path / "cmp"), "--merge", str(tmp_path / "cmp")],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 2 and "is in both" in r.stderr and "Traceback" not in r.stderr
+
     # a model shipped from that comparison reuses its CV and carries its table in the card
     ship = [sys.executable, "-m", "training", "train", "--config", str(cfg), "--data", str(data / "gtzan"), "--folds",
             "0", "--seed", "1", "--comparison", str(tmp_path / "cmp"), "--cache", str(tmp_path / "cache")]  # fmt: skip

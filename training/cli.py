@@ -21,7 +21,7 @@ from rtgenre.frontend import MelFrontend, MelParams
 
 from . import fusion_mel, fusion_report
 from .card import model_card
-from .compare import load_comparison, window_cost, write_results
+from .compare import load_comparison, merge, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import write_bundle
@@ -216,11 +216,25 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the table and plots.")
 @click.option("--families", default=",".join(FAMILIES), show_default=True, help="Comma-separated families.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per family (mean and best are reported).")
+@click.option(
+    "--merge",
+    "merge_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Instead of training: one table from compare outputs over disjoint families (repeatable).",
+)
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
-                checkpoints, threads, out, families, seeds):  # fmt: skip
+                checkpoints, threads, out, families, seeds, merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     out.mkdir(parents=True, exist_ok=True)
+    if merge_dirs:
+        cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads)
+        try:
+            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--merge") from None
+        return
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
     rows = {}

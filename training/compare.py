@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,20 +43,37 @@ def budget_of(cfg: TrainConfig) -> dict:
     return {k: getattr(cfg, k) for k in ("window_s", "epochs", "windows_per_epoch", "patience")}
 
 
+def read_saved(folder: Path, budget: dict) -> dict:
+    """An earlier compare output's results.json, refused unless it was run at ``budget``."""
+    try:
+        saved = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{folder}: not a compare output ({e})") from None
+    if saved.get("budget") != budget:
+        raise ValueError(f"{folder} was run at {saved.get('budget')}, not at {budget}")
+    return saved
+
+
+def saved_rows(saved: dict) -> dict:
+    """results.json back into the rows ``write_results`` takes: runs made side by side merge into one table."""
+
+    def scores(x: dict | None) -> Scores | None:
+        return Scores(**x) if x else None
+
+    return {f: {"ms_per_window": r["ms_per_window"],
+                "runs": [{"seed": x["seed"], "wall_s": x["wall_s"], "scores": scores(x["cv"]),
+                          "full": scores(x["cv_full_tracks"]), "valid": scores(x.get("valid"))} for x in r["runs"]]}
+            for f, r in saved["families"].items()}  # fmt: skip
+
+
 def load_comparison(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Scores], str]:
     """The cross-validation of ``cfg``'s family and seed from a ``compare`` run at the same budget, and
     its table: ``train --comparison`` ships a model without running that CV a second time."""
-    try:
-        saved = json.loads((folder / "results.json").read_text())
-        table = (folder / "RESULTS.md").read_text()
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{folder}: not a compare output ({e})") from None
-    if saved.get("budget") != budget_of(cfg):
-        raise ValueError(f"{folder} was run at {saved.get('budget')}, this model at {budget_of(cfg)}")
+    saved = read_saved(folder, budget_of(cfg))
     runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
     if not runs:
         raise ValueError(f"{folder} has no run of {cfg.family} with seed {cfg.seed}")
-    lines = table.splitlines()
+    lines = (folder / "RESULTS.md").read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
     scores = {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}
@@ -114,3 +132,26 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
                 for f, r in rows.items()}  # fmt: skip
     saved = {"folds": folds, "budget": budget_of(cfg), "families": families}
     (out / "results.json").write_text(json.dumps(saved, indent=1))
+
+
+def merge(
+    out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig
+) -> None:
+    """One table (and its plots) from compare outputs over disjoint families at the same budget."""
+    found: dict[str, tuple[Path, dict]] = {}
+    for folder in folders:
+        saved = read_saved(folder, budget_of(cfg))
+        if saved["folds"] != folds:
+            raise ValueError(f"{folder} has {saved['folds']} folds, not {folds}")
+        for family, row in saved_rows(saved).items():
+            if family in found:
+                raise ValueError(f"{family} is in both {found[family][0]} and {folder}")
+            found[family] = (folder, row)
+    if missing := [f for f in families if f not in found]:
+        raise ValueError(f"no results for {', '.join(missing)}")
+    for family in families:
+        for plot in (f"confusion_{family}.png", f"curves_{family}.png"):
+            if (found[family][0] / plot).resolve() != (out / plot).resolve():
+                shutil.copyfile(found[family][0] / plot, out / plot)
+    rows = {f: found[f][1] for f in families}
+    write_results(out, rows, folds, max(len(r["runs"]) for r in rows.values()), tracks, cfg)
