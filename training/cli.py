@@ -231,7 +231,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
     if merge_dirs:
         cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads)
         try:
-            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg)
+            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg, c.params)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--merge") from None
         return

@@ -135,8 +135,9 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
 
 
 def merge(
-    out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig
-) -> None:
+    out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig,
+    params: MelParams,
+) -> None:  # fmt: skip
     """One table (and its plots) from compare outputs over disjoint families at the same budget."""
     found: dict[str, tuple[Path, dict]] = {}
     for folder in folders:
@@ -154,4 +155,6 @@ def merge(
             if (found[family][0] / plot).resolve() != (out / plot).resolve():
                 shutil.copyfile(found[family][0] / plot, out / plot)
     rows = {f: found[f][1] for f in families}
+    for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
+        row["ms_per_window"] = window_cost(family, params, cfg.window_s)
     write_results(out, rows, folds, max(len(r["runs"]) for r in rows.values()), tracks, cfg)
