@@ -256,7 +256,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
-        write_results(out, rows, folds, seeds, c.tracks, cfg)
+        write_results(out, rows, folds, c.tracks, cfg)
 
 
 def lyric_options(f):

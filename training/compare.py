@@ -80,13 +80,13 @@ def load_comparison(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Scores], 
     return scores, "\n".join(lines[first:end])
 
 
-def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, cfg: TrainConfig) -> None:
+def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig) -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
     head = "| family | " + " | ".join(f"{s:g} s slices" for s in SLICE_SECONDS)
     lines = [head + " | track acc | track macro-F1 | valid split track acc | ms / window | × real time | "
-             "train time / seed |", "|---|" + "---|" * (len(SLICE_SECONDS) + 6)]  # fmt: skip
+             "train time / seed | seeds |", "|---|" + "---|" * (len(SLICE_SECONDS) + 7)]  # fmt: skip
     for family, row in rows.items():
         runs = row["runs"]
         slices = [stat([r["scores"].slice_acc.get(f"{s:g}s", float("nan")) for r in runs]) for s in SLICE_SECONDS]
@@ -95,20 +95,21 @@ def write_results(out: Path, rows: dict, folds: int, seeds: int, tracks: list, c
         lines.append(f"| {family} | " + " | ".join(slices) + f" | {stat([r['scores'].track_acc for r in runs])} | "
                      f"{stat([r['scores'].macro_f1 for r in runs])} | {valid} | {row['ms_per_window']:.2f} | "
                      f"{realtime:.0f}× | "
-                     f"{np.mean([r['wall_s'] for r in runs]) / 60:.1f} min |")  # fmt: skip
+                     f"{np.mean([r['wall_s'] for r in runs]) / 60:.1f} min | {len(runs)} |")  # fmt: skip
     per_genre = ["| genre | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
     for g in GENRES:
         cells = [f"{np.mean([r['scores'].per_genre_f1.get(g, float('nan')) for r in row['runs']]):.2f}"
                  for row in rows.values()]  # fmt: skip
         per_genre.append(f"| {g} | " + " | ".join(cells) + " |")
     n = len(tracks)
+    seeds = " or ".join(sorted({str(len(r["runs"])) for r in rows.values()}, reverse=True))
     budget = (f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, early stopping patience "
               f"{cfg.patience}")  # fmt: skip
     (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
 
 {n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in tracks)} of them 2–3 s clips),
-stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family; training budget per run:
-{budget}. Cells are the mean over seeds
+stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family (the seeds column);
+training budget per run: {budget}. Cells are the mean over seeds
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
 a clip is one looped window). The valid split column trains seed 0 on the train part and scores
@@ -157,4 +158,4 @@ def merge(
     rows = {f: found[f][1] for f in families}
     for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
         row["ms_per_window"] = window_cost(family, params, cfg.window_s)
-    write_results(out, rows, folds, max(len(r["runs"]) for r in rows.values()), tracks, cfg)
+    write_results(out, rows, folds, tracks, cfg)
