@@ -27,6 +27,11 @@ class AugmentConfig:
     mixup_alpha: float = 0.2
 
 
+# "light" is the recipe of the first shipped model: level, masking and mixup, but no change of tempo,
+# pitch or noise floor, which can move a window across the cues that separate genres
+RECIPES = {"full": AugmentConfig(), "light": AugmentConfig(stretch=0.0, pitch_bands=0, noise_p=0.0)}
+
+
 def crop(mel: np.ndarray, n: int, rng: np.random.Generator, stretch: float = 0.0) -> np.ndarray:
     """A random ``n``-frame window (time shift), time-stretched by a random rate; short input loops."""
     rate = rng.uniform(1 - stretch, 1 + stretch) if stretch else 1.0

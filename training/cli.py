@@ -20,6 +20,7 @@ import yaml
 from rtgenre.frontend import MelFrontend, MelParams
 
 from . import fusion_mel, fusion_report
+from .augment import RECIPES
 from .card import model_card
 from .compare import load_comparison, merge, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
@@ -147,6 +148,12 @@ def common(f):
                      default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel."),
         click.option("--checkpoints", type=click.Path(path_type=Path),
                      help="Save every epoch here; a rerun resumes the runs it finds."),
+        click.option("--augment", type=click.Choice(sorted(RECIPES)), default="full", show_default=True,
+                     help="full: gain, time stretch, pitch shift, noise, SpecAugment, mixup; light: gain, "
+                          "SpecAugment and mixup only."),
+        click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True,
+                     help="Share of each run's training tracks held out for early stopping; 0 trains on all "
+                          "of them for every epoch and keeps the last."),
         click.option("--threads", default=TrainConfig.threads, show_default=True,
                      help="Torch threads; two one-thread runs side by side beat one two-thread run on 2 cores."),
     ]  # fmt: skip
@@ -155,9 +162,11 @@ def common(f):
     return f
 
 
-def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads) -> TrainConfig:
+def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment="full",
+           val_fraction=TrainConfig.val_fraction) -> TrainConfig:  # fmt: skip
     return TrainConfig(family=family, window_s=window_s, epochs=epochs, patience=patience,
-                       windows_per_epoch=windows_per_epoch, seed=seed, threads=threads)  # fmt: skip
+                       windows_per_epoch=windows_per_epoch, seed=seed, threads=threads, augment=RECIPES[augment],
+                       val_fraction=val_fraction)  # fmt: skip
 
 
 @click.group()
@@ -175,10 +184,10 @@ def main() -> None:
               help="A compare output at the same budget: its CV of this family and seed stands in for running "
                    "CV again, and its table goes into the model card.")  # fmt: skip
 def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache, checkpoints,
-              threads, out, family, hop_s, seed, comparison):  # fmt: skip
+              augment, val_fraction, threads, out, family, hop_s, seed, comparison):  # fmt: skip
     """Evaluate one family (CV, valid split), train it on everything, export the bundle."""
     started = time.time()
-    cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads)
+    cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
     table = None
     if comparison:
         try:
@@ -224,12 +233,13 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     help="Instead of training: one table from compare outputs over disjoint families (repeatable).",
 )
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
-                checkpoints, threads, out, families, seeds, merge_dirs):  # fmt: skip
+                checkpoints, augment, val_fraction, threads, out, families, seeds, merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     out.mkdir(parents=True, exist_ok=True)
     if merge_dirs:
-        cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads)
+        cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads, augment,
+                     val_fraction)  # fmt: skip
         try:
             merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg, c.params)
         except ValueError as e:
@@ -243,7 +253,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
             raise click.BadParameter(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         runs, curves = [], {}
         for seed in range(seeds):
-            cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads)
+            cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
             scores, histories = cross_validate(c, cfg, folds, checkpoints)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)

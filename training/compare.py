@@ -6,12 +6,14 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from rtgenre.frontend import MelParams
 
+from .augment import RECIPES
 from .data import GENRES
 from .evaluate import SLICE_SECONDS, Scores
 from .export import export_onnx
@@ -39,8 +41,16 @@ def window_cost(family: str, params: MelParams, window_s: float) -> float:
 
 
 def budget_of(cfg: TrainConfig) -> dict:
-    """What makes two runs of a family comparable: the same window and training budget."""
-    return {k: getattr(cfg, k) for k in ("window_s", "epochs", "windows_per_epoch", "patience")}
+    """What makes two runs of a family comparable: the same window, training budget and recipe."""
+    keys = ("window_s", "epochs", "windows_per_epoch", "patience", "val_fraction")
+    return json.loads(json.dumps({**{k: getattr(cfg, k) for k in keys}, "augment": asdict(cfg.augment)}))
+
+
+def recipe_text(cfg: TrainConfig) -> str:
+    augment = next((k for k, v in RECIPES.items() if v == cfg.augment), "custom")
+    stopping = (f"early stopping on {cfg.val_fraction:.0%} inner-validation tracks, patience {cfg.patience}"
+                if cfg.val_fraction else "no early stopping (every training track, the last epoch kept)")  # fmt: skip
+    return f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, {stopping}, `{augment}` augmentation"
 
 
 def read_saved(folder: Path, budget: dict) -> dict:
@@ -103,8 +113,7 @@ def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainCon
         per_genre.append(f"| {g} | " + " | ".join(cells) + " |")
     n = len(tracks)
     seeds = " or ".join(sorted({str(len(r["runs"])) for r in rows.values()}, reverse=True))
-    budget = (f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, early stopping patience "
-              f"{cfg.patience}")  # fmt: skip
+    budget = recipe_text(cfg)
     (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
 
 {n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in tracks)} of them 2–3 s clips),
