@@ -13,7 +13,7 @@ LABELS = {
 
 
 def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores],
-               comparison: str | None = None) -> str:  # fmt: skip
+               comparison: list[tuple[str, str]] = ()) -> str:  # fmt: skip
     named = {LABELS.get(k, k): v for k, v in results.items()}
     a = cfg.augment
     counts = data["tracks_per_genre"]
@@ -34,16 +34,30 @@ def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, res
         )
     compared = ""
     if comparison:
+        blocks = "\n\n".join(f"Recipe: {recipe}.\n\n{table}" for recipe, table in comparison)
         compared = f"""
-## How the families compare (same folds, same budget)
-Every family cross-validated by `python -m training compare` on the same track-level folds at this
-model's training budget; cells are the mean over seeds with the best seed in brackets. rtgenre ships
-as default the family with the best mean track accuracy among those that run at least 100× real
-time on one CPU core. The "5-fold CV" rows below are this family's seed-{cfg.seed} run of that table;
-the shipped model is the same recipe trained on all train + valid tracks.
+## How the families and recipes compare (same folds)
+Cross-validated by `python -m training compare` on the same track-level folds; cells are the mean
+over seeds with the best seed in brackets. rtgenre ships as default the family with the best mean
+track accuracy among those that run at least 100× real time on one CPU core, trained with the
+recipe that cross-validates best for it. The "5-fold CV" rows below are this model's family, recipe
+and seed ({cfg.seed}) in those tables; the shipped model is that recipe trained on all train + valid
+tracks.
 
-{comparison}
+{blocks}
 """
+    if a.stretch or a.pitch_bands or a.noise_p:
+        warps = (f"mel-domain time stretch (±{a.stretch:.0%}) and pitch shift (±{a.pitch_bands} bands), background "
+                 "noise, ")  # fmt: skip
+    else:
+        warps = "no time stretch, pitch shift or noise (the `light` recipe), "
+    if cfg.val_fraction:
+        stopping = (f"the epoch kept is the best of the second half by the track accuracy of an inner "
+                    f"validation split ({cfg.val_fraction:.0%} of each run's own training tracks), with early "
+                    f"stopping after {cfg.patience} epochs without progress: no reported fold is ever looked at "
+                    "during training.")  # fmt: skip
+    else:
+        stopping = "every epoch runs and the last is kept: no early stopping, so nothing is tuned to any fold."
     return f"""# Model card: {name}
 
 A `{family}` classifier of log-mel windows into the ten GTZAN genres, for real-time use in
@@ -62,13 +76,9 @@ non-GTZAN songs of `extra/` were **not** used. The test part of the split was no
 {rows}
 
 Class-balanced sampling (each genre drawn equally often), random 3 s crops (clips looped to fill
-a window, as the runtime pads short input), random gain ±{a.gain_db:g} dB,
-mel-domain time stretch (±{a.stretch:.0%}) and pitch shift (±{a.pitch_bands} bands), background noise,
-SpecAugment masks, mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch}
-windows, AdamW, one-cycle learning rate, seed {cfg.seed}; the epoch kept is the best of the second
-half by the track accuracy of an inner validation split ({cfg.val_fraction:.0%} of each run's own
-training tracks), with early stopping after {cfg.patience} epochs without progress: no reported fold
-is ever looked at during training.
+a window, as the runtime pads short input), random gain ±{a.gain_db:g} dB, {warps}SpecAugment masks,
+mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, AdamW,
+one-cycle learning rate, seed {cfg.seed}; {stopping}
 {compared}
 ## Evaluation (track-level splits only: no slice of a track on both sides)
 Window accuracy scores every {cfg.window_s:g} s window (1.5 s hop); a track's verdict is the mean of

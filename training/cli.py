@@ -180,18 +180,18 @@ def main() -> None:
 @click.option("--family", type=click.Choice(sorted(FAMILIES)), default="cnn", show_default=True)
 @click.option("--hop", "hop_s", default=0.5, show_default=True, help="Default runtime hop written to the bundle.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--comparison", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A compare output at the same budget: its CV of this family and seed stands in for running "
-                   "CV again, and its table goes into the model card.")  # fmt: skip
+@click.option("--comparison", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Compare outputs (repeatable): the CV of this family and seed from the one run at this "
+                   "recipe stands in for running CV again; every output's table goes into the model card.")  # fmt: skip
 def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache, checkpoints,
               augment, val_fraction, threads, out, family, hop_s, seed, comparison):  # fmt: skip
     """Evaluate one family (CV, valid split), train it on everything, export the bundle."""
     started = time.time()
     cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
-    table = None
+    tables: list[tuple[str, str]] = []
     if comparison:
         try:
-            results, table = load_comparison(comparison, cfg)
+            results, tables = load_comparison(comparison, cfg)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--comparison") from None
     c = load_collection(data_root, clips_root, limit, cache)
@@ -212,7 +212,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
                      "epochs_run": len(history), "wall_seconds": round(time.time() - started, 1)},
         "validation": {k: v.to_json() for k, v in results.items()},
     }  # fmt: skip
-    card = model_card(out.name, family, cfg, c.params, c.data, results, table)
+    card = model_card(out.name, family, cfg, c.params, c.data, results, tables)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
     plot_curves(histories, out / "learning_curve.png")
     if "cv" in results:

@@ -76,18 +76,30 @@ def saved_rows(saved: dict) -> dict:
             for f, r in saved["families"].items()}  # fmt: skip
 
 
-def load_comparison(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Scores], str]:
-    """The cross-validation of ``cfg``'s family and seed from a ``compare`` run at the same budget, and
-    its table: ``train --comparison`` ships a model without running that CV a second time."""
-    saved = read_saved(folder, budget_of(cfg))
-    runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
-    if not runs:
-        raise ValueError(f"{folder} has no run of {cfg.family} with seed {cfg.seed}")
+def results_table(folder: Path) -> tuple[str, str]:
+    """A compare output's recipe in words and its family table (Markdown)."""
     lines = (folder / "RESULTS.md").read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
-    scores = {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}
-    return scores, "\n".join(lines[first:end])
+    return json.loads((folder / "results.json").read_text())["recipe"], "\n".join(lines[first:end])
+
+
+def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[str, Scores], list[tuple[str, str]]]:
+    """The cross-validation of ``cfg``'s family and seed from the first ``compare`` output run at the same
+    budget and recipe, and every output's table: ``train --comparison`` ships a model without running that
+    CV a second time, with the tables in its card."""
+    tables = []
+    for folder in folders:
+        try:
+            tables.append(results_table(folder))
+        except (OSError, ValueError, KeyError, StopIteration) as e:
+            raise ValueError(f"{folder}: not a compare output ({e!r})") from None
+    for folder in folders:
+        saved = json.loads((folder / "results.json").read_text())
+        runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
+        if saved["budget"] == budget_of(cfg) and runs:
+            return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables
+    raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
 
 
 def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig) -> None:
@@ -140,7 +152,7 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
                               "cv_full_tracks": x["full"].to_json(),
                               "valid": x["valid"].to_json() if x.get("valid") else None} for x in r["runs"]]}
                 for f, r in rows.items()}  # fmt: skip
-    saved = {"folds": folds, "budget": budget_of(cfg), "families": families}
+    saved = {"folds": folds, "budget": budget_of(cfg), "recipe": budget, "families": families}
     (out / "results.json").write_text(json.dumps(saved, indent=1))
 
 

@@ -125,8 +125,8 @@ def train(
                         "seconds": time.time() - t0})  # fmt: skip
         if epoch + 1 >= settle and (not val or val_acc >= best[0]):
             best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
-        log(f"{cfg.family} epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} "
-            f"inner-val track acc {val_acc:.3f} ({time.time() - t0:.1f} s)")  # fmt: skip
+        judged = f"inner-val track acc {val_acc:.3f}" if val else "no inner validation"
+        log(f"{cfg.family} epoch {epoch + 1}/{cfg.epochs} loss {total / steps:.3f} {judged} ({time.time() - t0:.1f} s)")
         if checkpoint is not None:  # written aside, then renamed: a run killed mid-write keeps the last one
             partial = checkpoint.with_suffix(".partial")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
