@@ -144,7 +144,7 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert merged.index("| ann |") < merged.index("| cnn |") and (tmp_path / "all" / "curves_cnn.png").is_file()
     r = subprocess.run([*merge, "--merge", str(tmp_path / "cmp"), "--merge", str(tmp_path / "cmp")],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert r.returncode == 2 and "is in both" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "same seed in both" in r.stderr and "Traceback" not in r.stderr
 
     # a model shipped from that comparison reuses its CV and carries its table in the card
     ship = [sys.executable, "-m", "training", "train", "--config", str(cfg), "--data", str(data / "gtzan"), "--folds",

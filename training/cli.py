@@ -225,15 +225,16 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the table and plots.")
 @click.option("--families", default=",".join(FAMILIES), show_default=True, help="Comma-separated families.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per family (mean and best are reported).")
+@click.option("--first-seed", default=0, show_default=True, help="Seeds run are first-seed … first-seed + seeds - 1.")
 @click.option(
     "--merge",
     "merge_dirs",
     multiple=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Instead of training: one table from compare outputs over disjoint families (repeatable).",
+    help="Instead of training: one table from compare outputs over disjoint families or seeds (repeatable).",
 )
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
-                checkpoints, augment, val_fraction, threads, out, families, seeds, merge_dirs):  # fmt: skip
+                checkpoints, augment, val_fraction, threads, out, families, seeds, first_seed, merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         if family not in FAMILIES:
             raise click.BadParameter(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         runs, curves = [], {}
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
             scores, histories = cross_validate(c, cfg, folds, checkpoints)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too

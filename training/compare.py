@@ -160,16 +160,21 @@ def merge(
     out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig,
     params: MelParams,
 ) -> None:  # fmt: skip
-    """One table (and its plots) from compare outputs over disjoint families at the same budget."""
+    """One table (and its plots) from compare outputs over disjoint families or seeds at the same recipe; a
+    family's plots come from the first output that has it."""
     found: dict[str, tuple[Path, dict]] = {}
     for folder in folders:
         saved = read_saved(folder, budget_of(cfg))
         if saved["folds"] != folds:
             raise ValueError(f"{folder} has {saved['folds']} folds, not {folds}")
         for family, row in saved_rows(saved).items():
-            if family in found:
-                raise ValueError(f"{family} is in both {found[family][0]} and {folder}")
-            found[family] = (folder, row)
+            if family not in found:
+                found[family] = (folder, row)
+                continue
+            seeds = {r["seed"] for r in found[family][1]["runs"]}
+            if seeds & {r["seed"] for r in row["runs"]}:
+                raise ValueError(f"{family} has runs of the same seed in both {found[family][0]} and {folder}")
+            found[family][1]["runs"] = sorted(found[family][1]["runs"] + row["runs"], key=lambda r: r["seed"])
     if missing := [f for f in families if f not in found]:
         raise ValueError(f"no results for {', '.join(missing)}")
     for family in families:
