@@ -10,7 +10,7 @@ DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test lint bench train install apt-runtime apt-test clean
+.PHONY: demo test lint bench compare train install apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
 define apt_install
@@ -57,8 +57,19 @@ bench: $(VENV)/.dev
 	$(PY) bench/capture.py
 	$(PY) bench/streams.py
 
+GTZAN := --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --threads 1
+LIGHT := --augment light --val-fraction 0
+
+# every family at the full budget, then the CNN's recipe ablation: hours on 2 CPU cores, checkpointed
+compare: $(VENV)/.dev
+	$(PY) -m training compare $(GTZAN) --checkpoints .checkpoints/full --out results
+	$(PY) -m training compare $(GTZAN) $(LIGHT) --families cnn --seeds 2 --checkpoints .checkpoints/light \
+	  --out results/recipe-light
+
+# the shipped default: its cross-validation comes from the comparisons, so this trains the final model only
 train: $(VENV)/.dev
-	$(PY) -m training train --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --out models/cnn-gtzan
+	$(PY) -m training train $(GTZAN) $(LIGHT) --family cnn --checkpoints .checkpoints/light \
+	  --comparison results/recipe-light --comparison results --out models/cnn-gtzan
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
