@@ -225,6 +225,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the table and plots.")
 @click.option("--families", default=",".join(FAMILIES), show_default=True, help="Comma-separated families.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per family (mean and best are reported).")
+@click.option("--note", default="", help="A paragraph for RESULTS.md: how and where the runs were made.")
 @click.option("--first-seed", default=0, show_default=True, help="Seeds run are first-seed … first-seed + seeds - 1.")
 @click.option(
     "--merge",
@@ -234,7 +235,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     help="Instead of training: one table from compare outputs over disjoint families or seeds (repeatable).",
 )
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
-                checkpoints, augment, val_fraction, threads, out, families, seeds, first_seed, merge_dirs):  # fmt: skip
+                checkpoints, augment, val_fraction, threads, out, families, seeds, note, first_seed, merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +243,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads, augment,
                      val_fraction)  # fmt: skip
         try:
-            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg, c.params)
+            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg, c.params, note)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--merge") from None
         return
@@ -267,7 +268,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
-        write_results(out, rows, folds, c.tracks, cfg)
+        write_results(out, rows, folds, c.tracks, cfg, note)
 
 
 def lyric_options(f):

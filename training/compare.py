@@ -102,7 +102,7 @@ def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[s
     raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
 
 
-def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig) -> None:
+def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig, note: str = "") -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
@@ -137,7 +137,7 @@ a clip is one looped window). The valid split column trains seed 0 on the train 
 the artist-disjoint valid part (where split lists exist). ms / window is ONNX Runtime on one CPU
 thread in batches of 32; × real time is what one core sustains at the runtime's 0.5 s hop. Train
 time is the sum of the epochs' times over all folds of one seed ({cfg.threads} torch thread(s)).
-Folds are not artist-disjoint.
+Folds are not artist-disjoint.{chr(10) * 2 + note if note else ""}
 
 {chr(10).join(lines)}
 
@@ -158,7 +158,7 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
 
 def merge(
     out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig,
-    params: MelParams,
+    params: MelParams, note: str = "",
 ) -> None:  # fmt: skip
     """One table (and its plots) from compare outputs over disjoint families or seeds at the same recipe; a
     family's plots come from the first output that has it."""
@@ -184,4 +184,4 @@ def merge(
     rows = {f: found[f][1] for f in families}
     for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
         row["ms_per_window"] = window_cost(family, params, cfg.window_s)
-    write_results(out, rows, folds, tracks, cfg)
+    write_results(out, rows, folds, tracks, cfg, note)
