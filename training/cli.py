@@ -235,7 +235,8 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     help="Instead of training: one table from compare outputs over disjoint families or seeds (repeatable).",
 )
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
-                checkpoints, augment, val_fraction, threads, out, families, seeds, note, first_seed, merge_dirs):  # fmt: skip
+                checkpoints, augment, val_fraction, threads, out, families, seeds, note, first_seed,
+                merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     out.mkdir(parents=True, exist_ok=True)
