@@ -115,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     bundle = load_bundle()
     clf = Classifier(bundle, "cpu", threads=1)
-    model = build("cnn", bundle.meta.frontend.n_mels, len(bundle.meta.labels)).eval()
+    model = build(bundle.meta.extra.get("family", "cnn"), bundle.meta.frontend.n_mels, len(bundle.meta.labels)).eval()
     files = tracks(args.data, 8)
     audio = [np.concatenate(list(FileSource(str(f), 22050, 30.0))) for f in files]
     pub = Publisher("tcp://127.0.0.1:5598", hwm=10_000)

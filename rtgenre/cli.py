@@ -54,7 +54,7 @@ def model_options(f):
         "--model",
         "model_dir",
         type=click.Path(path_type=Path),
-        help="Model bundle directory (default: the shipped models/cnn-gtzan).",
+        help="Model bundle directory (default: the shipped models/crnn2d-gtzan).",
     )(f)
     f = click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")(
         f

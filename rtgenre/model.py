@@ -22,7 +22,7 @@ from .frontend import MelFrontend, MelParams
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "rtgenre-bundle/1"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "cnn-gtzan"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "crnn2d-gtzan"
 MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
 MAX_BATCH = 32
 
