@@ -162,8 +162,7 @@ def common(f):
     return f
 
 
-def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment="full",
-           val_fraction=TrainConfig.val_fraction) -> TrainConfig:  # fmt: skip
+def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction) -> TrainConfig:
     return TrainConfig(family=family, window_s=window_s, epochs=epochs, patience=patience,
                        windows_per_epoch=windows_per_epoch, seed=seed, threads=threads, augment=RECIPES[augment],
                        val_fraction=val_fraction)  # fmt: skip

@@ -76,26 +76,25 @@ def saved_rows(saved: dict) -> dict:
             for f, r in saved["families"].items()}  # fmt: skip
 
 
-def results_table(folder: Path) -> tuple[str, str]:
-    """A compare output's recipe in words and its family table (Markdown)."""
-    lines = (folder / "RESULTS.md").read_text().splitlines()
-    first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
+def results_table(folder: Path) -> tuple[dict, str]:
+    """A compare output's results.json and its family table (Markdown)."""
+    try:
+        saved = json.loads((folder / "results.json").read_text())
+        lines = (folder / "RESULTS.md").read_text().splitlines()
+        first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
+    except (OSError, ValueError, StopIteration) as e:
+        raise ValueError(f"{folder}: not a compare output ({e!r})") from None
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return json.loads((folder / "results.json").read_text())["recipe"], "\n".join(lines[first:end])
+    return saved, "\n".join(lines[first:end])
 
 
 def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[str, Scores], list[tuple[str, str]]]:
     """The cross-validation of ``cfg``'s family and seed from the first ``compare`` output run at the same
-    budget and recipe, and every output's table: ``train --comparison`` ships a model without running that
-    CV a second time, with the tables in its card."""
-    tables = []
-    for folder in folders:
-        try:
-            tables.append(results_table(folder))
-        except (OSError, ValueError, KeyError, StopIteration) as e:
-            raise ValueError(f"{folder}: not a compare output ({e!r})") from None
-    for folder in folders:
-        saved = json.loads((folder / "results.json").read_text())
+    budget and recipe, and every output's table under its recipe: ``train --comparison`` ships a model
+    without running that CV a second time, with the tables in its card."""
+    outputs = [results_table(folder) for folder in folders]
+    tables = [(saved.get("recipe", "unstated"), table) for saved, table in outputs]
+    for saved, _ in outputs:
         runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
         if saved["budget"] == budget_of(cfg) and runs:
             return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables
