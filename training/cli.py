@@ -66,6 +66,11 @@ def load_collection(data_root: Path, clips_root: Path | None, limit: int | None,
     return Collection(tracks, mels, [GENRES.index(t.genre) for t in tracks], params, filterbank, data)
 
 
+def checkpoint_path(folder: Path | None, cfg: TrainConfig, run: str) -> Path | None:
+    """Where one run of a family and seed keeps its checkpoint: a CV fold, the valid split or the final model."""
+    return folder / f"{cfg.family}-s{cfg.seed}-{run}.pt" if folder else None
+
+
 def fit(c: Collection, idx, cfg: TrainConfig, checkpoint: Path | None = None):
     examples = [Example(c.mels[i], c.labels[i]) for i in idx]
     return train(examples, cfg, c.params.frames(cfg.window_s), checkpoint, log=lambda m: click.echo(m, err=True))
@@ -95,8 +100,9 @@ def cross_validate(c: Collection, cfg: TrainConfig, folds: int, checkpoints: Pat
     for k in range(folds):
         click.echo(f"{cfg.family} seed {cfg.seed}: fold {k + 1}/{folds}", err=True)
         held = np.flatnonzero(fold == k)
-        ckpt = checkpoints / f"{cfg.family}-s{cfg.seed}-f{k}.pt" if checkpoints else None
-        model, histories[f"fold {k + 1}"] = fit(c, np.flatnonzero(fold != k), cfg, ckpt)
+        model, histories[f"fold {k + 1}"] = fit(
+            c, np.flatnonzero(fold != k), cfg, checkpoint_path(checkpoints, cfg, f"f{k}")
+        )
         for i, p in zip(held, evaluate(c, model, held, cfg), strict=True):
             probs[i] = p
         for key, h in slice_hits(c, model, held).items():
@@ -114,8 +120,9 @@ def valid_split(c: Collection, cfg: TrainConfig, checkpoints: Path | None = None
     if not valid:
         return None
     click.echo(f"{cfg.family}: train split -> valid split", err=True)
-    ckpt = checkpoints / f"{cfg.family}-s{cfg.seed}-valid.pt" if checkpoints else None
-    model, _ = fit(c, [i for i, t in enumerate(c.tracks) if t.split == "train"], cfg, ckpt)
+    model, _ = fit(
+        c, [i for i, t in enumerate(c.tracks) if t.split == "train"], cfg, checkpoint_path(checkpoints, cfg, "valid")
+    )
     return score(evaluate(c, model, valid, cfg), [c.labels[i] for i in valid])
 
 
@@ -202,8 +209,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
-    final = checkpoints / f"{family}-s{seed}-final.pt" if checkpoints else None
-    model, history = fit(c, range(len(c.tracks)), cfg, final)
+    model, history = fit(c, range(len(c.tracks)), cfg, checkpoint_path(checkpoints, cfg, "final"))
     histories["final (all tracks)"] = history
     extra = {
         "family": family,

@@ -9,6 +9,7 @@ track's windows together and a track's verdict is the mean of its windows' proba
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ def run(tracks: list[Track], mels: list[np.ndarray], params, texts: list[str | N
     emb, has = emb[track], has[track]
     e = encoder.dim
 
+    template = MelEncoder(family, params.n_mels, mels)  # the dB scaling is measured once, not per fold and model
+
     def audio() -> MelEncoder:
-        return MelEncoder(family, params.n_mels, mels)
+        return copy.deepcopy(template)
 
     def cv(name: str, make, inputs: list[np.ndarray]):
         return cross_validate(name, make, inputs, labels, genres, folds, cfg, groups=track)
