@@ -84,6 +84,8 @@ def results_table(folder: Path) -> tuple[dict, str]:
         first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
     except (OSError, ValueError, StopIteration) as e:
         raise ValueError(f"{folder}: not a compare output ({e!r})") from None
+    if missing := {"recipe", "budget", "families"} - set(saved if isinstance(saved, dict) else ()):
+        raise ValueError(f"{folder}/results.json lacks {', '.join(sorted(missing))}: not a compare output")
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
     return saved, "\n".join(lines[first:end])
 
@@ -93,7 +95,7 @@ def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[s
     budget and recipe, and every output's table under its recipe: ``train --comparison`` ships a model
     without running that CV a second time, with the tables in its card."""
     outputs = [results_table(folder) for folder in folders]
-    tables = [(saved.get("recipe", "unstated"), table) for saved, table in outputs]
+    tables = [(saved["recipe"], table) for saved, table in outputs]
     for saved, _ in outputs:
         runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
         if saved["budget"] == budget_of(cfg) and runs:
