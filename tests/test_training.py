@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,13 +80,20 @@ def test_hand_features_find_the_tempo_of_a_click_track(bpm):
     assert abs(float(features[0, -2]) - bpm) < 0.06 * bpm  # within a frame of lag
 
 
+def test_a_missing_training_extra_is_one_line_not_a_traceback():
+    hide_torch = "import sys; sys.modules['torch'] = None; import training; training.main()"
+    r = subprocess.run([sys.executable, "-c", hide_torch, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "rtgenre-train: the Python package 'torch' is missing; install the training extra: pip install 'rtgenre[train]'"
+    ]
+
+
 def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     out = tmp_path / "tiny"
     r = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "training",
+            str(Path(sys.executable).parent / "rtgenre-train"),  # the installed entry point, as users run it
             "train",
             "--data",
             str(data / "gtzan"),

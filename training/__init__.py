@@ -1,1 +1,12 @@
 """Training, evaluation and ONNX export of rtgenre models (needs torch and librosa)."""
+
+
+def main() -> None:
+    """`rtgenre-train` and `python -m training`: the runtime installs without torch, so a missing training
+    extra is one line saying how to get it rather than an import traceback."""
+    try:
+        from .cli import main as cli
+    except ModuleNotFoundError as e:
+        raise SystemExit(f"rtgenre-train: the Python package {e.name!r} is missing; install the training extra: "
+                         "pip install 'rtgenre[train]'") from None  # fmt: skip
+    cli()
