@@ -150,6 +150,7 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     merged = (tmp_path / "all" / "RESULTS.md").read_text()
     assert merged.index("| ann |") < merged.index("| cnn |") and (tmp_path / "all" / "curves_cnn.png").is_file()
+    assert (tmp_path / "all" / "confusion_cnn.png").stat().st_size > 0  # drawn again from the best seed's counts
     r = subprocess.run([*merge, "--merge", str(tmp_path / "cmp"), "--merge", str(tmp_path / "cmp")],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 2 and "same seed in both" in r.stderr and "Traceback" not in r.stderr

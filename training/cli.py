@@ -22,7 +22,7 @@ from rtgenre.frontend import MelFrontend, MelParams
 from . import fusion_mel, fusion_report
 from .augment import RECIPES
 from .card import model_card
-from .compare import load_comparison, merge, window_cost, write_results
+from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import write_bundle
@@ -270,8 +270,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
                 run["valid"] = valid_split(c, cfg, checkpoints)
             runs.append(run)
             curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
-        best = max(runs, key=lambda r: r["scores"].track_acc)
-        plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
+        plot_best_confusion(family, runs, out)
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
         write_results(out, rows, folds, c.tracks, cfg, note)

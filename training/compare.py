@@ -15,7 +15,7 @@ from rtgenre.frontend import MelParams
 
 from .augment import RECIPES
 from .data import GENRES
-from .evaluate import SLICE_SECONDS, Scores
+from .evaluate import SLICE_SECONDS, Scores, plot_confusion
 from .export import export_onnx
 from .train import TrainConfig
 
@@ -103,6 +103,11 @@ def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[s
     raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
 
 
+def plot_best_confusion(family: str, runs: list[dict], out: Path) -> None:
+    best = max(runs, key=lambda r: r["scores"].track_acc)
+    plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
+
+
 def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig, note: str = "") -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
@@ -162,7 +167,7 @@ def merge(
     params: MelParams, note: str = "",
 ) -> None:  # fmt: skip
     """One table (and its plots) from compare outputs over disjoint families or seeds at the same recipe; a
-    family's plots come from the first output that has it."""
+    family's confusion matrix is its best seed's over all outputs, its curves those of the first output."""
     found: dict[str, tuple[Path, dict]] = {}
     for folder in folders:
         saved = read_saved(folder, budget_of(cfg))
@@ -178,11 +183,12 @@ def merge(
             found[family][1]["runs"] = sorted(found[family][1]["runs"] + row["runs"], key=lambda r: r["seed"])
     if missing := [f for f in families if f not in found]:
         raise ValueError(f"no results for {', '.join(missing)}")
-    for family in families:
-        for plot in (f"confusion_{family}.png", f"curves_{family}.png"):
-            if (found[family][0] / plot).resolve() != (out / plot).resolve():
-                shutil.copyfile(found[family][0] / plot, out / plot)
     rows = {f: found[f][1] for f in families}
+    for family in families:
+        plot_best_confusion(family, rows[family]["runs"], out)
+        curves = found[family][0] / f"curves_{family}.png"  # the histories stay in the checkpoints, not the json
+        if curves.resolve() != (out / curves.name).resolve():
+            shutil.copyfile(curves, out / curves.name)
     for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
         row["ms_per_window"] = window_cost(family, params, cfg.window_s)
     write_results(out, rows, folds, tracks, cfg, note)
