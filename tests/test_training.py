@@ -162,6 +162,7 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
     assert "How the families and recipes compare" in card and "| ann |" in card and "Recipe: at most 1 epochs" in card
+    assert "That is seed 1's run; over the 2 seeds of this family and recipe" in card
     cv = load_bundle(tmp_path / "m").meta.extra["validation"]["cv"]
     assert cv["track_acc"] == runs[1]["cv"]["track_acc"]
     r = subprocess.run([*ship, "--out", str(tmp_path / "m2"), "--epochs", "2"], capture_output=True, text=True)

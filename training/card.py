@@ -14,7 +14,7 @@ LABELS = {
 
 
 def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores],
-               comparison: list[tuple[str, str]] = ()) -> str:  # fmt: skip
+               comparison: list[tuple[str, str]] = (), seeds: dict[int, float] | None = None) -> str:  # fmt: skip
     named = {LABELS.get(k, k): v for k, v in results.items()}
     a = cfg.augment
     counts = data["tracks_per_genre"]
@@ -29,6 +29,13 @@ def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, res
             f"{TARGET_TRACK_ACC:.2f} (about what probes of billion-parameter pretrained models reach on the "
             "fault-filtered split). Its folds are stratified by genre but not artist-disjoint (GTZAN repeats "
             "artists within each part of the split), which flatters it."
+        )
+    if cv and seeds and len(seeds) > 1:
+        accs = list(seeds.values())
+        predicted += (
+            f" That is seed {cfg.seed}'s run; over the {len(accs)} seeds of this family and recipe in the "
+            f"comparison, cross-validation gives {sum(accs) / len(accs):.3f} (from {min(accs):.3f} to "
+            f"{max(accs):.3f}): the seed alone moves the figure that much."
         )
     if valid:
         predicted += (

@@ -195,9 +195,10 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     started = time.time()
     cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
     tables: list[tuple[str, str]] = []
+    seeds: dict[int, float] = {}
     if comparison:
         try:
-            results, tables = load_comparison(comparison, cfg)
+            results, tables, seeds = load_comparison(comparison, cfg)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--comparison") from None
     c = load_collection(data_root, clips_root, limit, cache)
@@ -217,7 +218,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
                      "epochs_run": len(history), "wall_seconds": round(time.time() - started, 1)},
         "validation": {k: v.to_json() for k, v in results.items()},
     }  # fmt: skip
-    card = model_card(out.name, family, cfg, c.params, c.data, results, tables)
+    card = model_card(out.name, family, cfg, c.params, c.data, results, tables, seeds)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
     plot_curves(histories, out / "learning_curve.png")
     if "cv" in results:

@@ -90,16 +90,20 @@ def results_table(folder: Path) -> tuple[dict, str]:
     return saved, "\n".join(lines[first:end])
 
 
-def load_comparison(folders: tuple[Path, ...], cfg: TrainConfig) -> tuple[dict[str, Scores], list[tuple[str, str]]]:
+def load_comparison(
+    folders: tuple[Path, ...], cfg: TrainConfig
+) -> tuple[dict[str, Scores], list[tuple[str, str]], dict[int, float]]:
     """The cross-validation of ``cfg``'s family and seed from the first ``compare`` output run at the same
-    budget and recipe, and every output's table under its recipe: ``train --comparison`` ships a model
-    without running that CV a second time, with the tables in its card."""
+    budget and recipe, the CV track accuracy of every seed there, and every output's table under its recipe:
+    ``train --comparison`` ships a model without running that CV a second time, with the tables in its card."""
     outputs = [results_table(folder) for folder in folders]
     tables = [(saved["recipe"], table) for saved, table in outputs]
     for saved, _ in outputs:
-        runs = [r for r in saved["families"].get(cfg.family, {}).get("runs", []) if r["seed"] == cfg.seed]
+        family = saved["families"].get(cfg.family, {}).get("runs", [])
+        runs = [r for r in family if r["seed"] == cfg.seed]
         if saved["budget"] == budget_of(cfg) and runs:
-            return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables
+            seeds = {r["seed"]: r["cv"]["track_acc"] for r in family}
+            return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables, seeds
     raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
 
 
