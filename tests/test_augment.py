@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 
 from training.augment import AugmentConfig, augment, crop, mixup
 from training.train import Example, TrainConfig, inner_split, train
@@ -44,13 +46,23 @@ def test_inner_split_is_stratified_and_disjoint():
     assert inner_split(labels, 0.0, seed=0)[1] == []
 
 
-def test_training_resumes_from_its_checkpoint(tmp_path):
+def test_training_is_deterministic_and_an_interrupted_run_resumes_to_the_same_model(tmp_path):
     rng = np.random.default_rng(0)
     examples = [Example(rng.normal(-30 + 10 * (i % 2), 10, (60, 96)).astype(np.float32), i % 2) for i in range(12)]
     cfg = TrainConfig(epochs=3, windows_per_epoch=32, batch_size=16, threads=1)
+    straight, history = train(examples, cfg, 43)
+    twice, _ = train(examples, cfg, 43)
+
+    def interrupt_in_epoch_2(message: str) -> None:
+        if "epoch 2/3" in message:  # logged before epoch 2's checkpoint is written: the file holds epoch 1
+            raise KeyboardInterrupt
+
     ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(examples, cfg, 43, ckpt, log=interrupt_in_epoch_2)
     logs: list[str] = []
-    _, first = train(examples, TrainConfig(**{**cfg.__dict__, "epochs": 3}), 43, ckpt, log=logs.append)
-    assert len(first) == 3 and ckpt.is_file()
-    _, again = train(examples, cfg, 43, ckpt, log=logs.append)
-    assert any("resumed" in m for m in logs) and [h["epoch"] for h in again] == [1, 2, 3]
+    resumed, again = train(examples, cfg, 43, ckpt, log=logs.append)
+    assert logs[0] == f"resumed from {ckpt} after epoch 1" and [h["epoch"] for h in again] == [1, 2, 3]
+    assert [h["loss"] for h in again] == [h["loss"] for h in history]
+    for name, weights in straight.state_dict().items():
+        assert torch.equal(weights, twice.state_dict()[name]) and torch.equal(weights, resumed.state_dict()[name])
