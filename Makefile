@@ -59,12 +59,18 @@ bench: $(VENV)/.dev
 
 GTZAN := --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --threads 1
 LIGHT := --augment light --val-fraction 0
+FULL := --augment full --val-fraction 0.15
 
-# every family at the full budget, then the recipe ablation of the two leading families: hours on 2 CPU cores, checkpointed
+# every family at the full budget, the recipe ablation of the two leading families, then which half of the full
+# recipe costs the CNN (its warps and noise, or early stopping on an inner split): hours on 2 CPU cores, checkpointed
 compare: $(VENV)/.dev
-	$(PY) -m training compare $(GTZAN) --checkpoints .checkpoints/full --out results
+	$(PY) -m training compare $(GTZAN) $(FULL) --checkpoints .checkpoints/full --out results
 	$(PY) -m training compare $(GTZAN) $(LIGHT) --families cnn,crnn2d --seeds 3 --checkpoints .checkpoints/light \
 	  --out results/recipe-light
+	$(PY) -m training compare $(GTZAN) --augment full --val-fraction 0 --families cnn --seeds 1 \
+	  --checkpoints .checkpoints/full-augment --out results/recipe-parts/full-augment-no-early-stop
+	$(PY) -m training compare $(GTZAN) --augment light --val-fraction 0.15 --families cnn --seeds 1 \
+	  --checkpoints .checkpoints/early-stop --out results/recipe-parts/light-augment-early-stop
 
 # the shipped default: its cross-validation comes from the comparisons, so this trains the final model only
 train: $(VENV)/.dev

@@ -154,7 +154,7 @@ def common(f):
                      default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel."),
         click.option("--checkpoints", type=click.Path(path_type=Path),
                      help="Save every epoch here; a rerun resumes the runs it finds."),
-        click.option("--augment", type=click.Choice(sorted(RECIPES)), default="full", show_default=True,
+        click.option("--augment", type=click.Choice(sorted(RECIPES)), default="light", show_default=True,
                      help="full: gain, time stretch, pitch shift, noise, SpecAugment, mixup; light: gain, "
                           "SpecAugment and mixup only."),
         click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True,
