@@ -1,8 +1,8 @@
-"""`python -m training`: `train` one family into a bundle, `compare` every family in one table, and
+"""`rtgenre-train` (`python -m training`): `train` one family into a bundle, `compare` every family in one table, and
 the lyric experiments (`fusion`, `fusion-mel`, `lyrics-model`, `saliency`).
 
 `train` and `compare` evaluate the same honest way: stratified k-fold cross-validation by track over train + valid
-(a track and all its windows on one side), the train → valid split where split lists exist, and
+(a track and all its windows on one side), the train → valid split where split lists exist, and, when asked for,
 early stopping on an inner validation split carved from each run's own training tracks.
 """
 

@@ -1,5 +1,5 @@
 """Training loop: class-balanced sampling of random windows, mel-domain augmentation, mixup,
-early stopping on the track-level accuracy of an inner validation split, checkpoints to resume.
+optional early stopping on the track-level accuracy of an inner validation split, checkpoints to resume.
 
 The inner validation split is carved out of the training tracks of each run, so early stopping
 never looks at the tracks a cross-validation fold reports.
