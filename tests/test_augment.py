@@ -49,7 +49,8 @@ def test_inner_split_is_stratified_and_disjoint():
 def test_training_is_deterministic_and_an_interrupted_run_resumes_to_the_same_model(tmp_path):
     rng = np.random.default_rng(0)
     examples = [Example(rng.normal(-30 + 10 * (i % 2), 10, (60, 96)).astype(np.float32), i % 2) for i in range(12)]
-    cfg = TrainConfig(epochs=3, windows_per_epoch=32, batch_size=16, threads=1)
+    # with an inner split, so the checkpoint must also carry the best epoch's weights across the interruption
+    cfg = TrainConfig(epochs=3, windows_per_epoch=32, batch_size=16, threads=1, val_fraction=0.25)
     straight, history = train(examples, cfg, 43)
     twice, _ = train(examples, cfg, 43)
 

@@ -72,7 +72,8 @@ def inner_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int
 def train(
     examples: list[Example], cfg: TrainConfig, n_frames: int, checkpoint: Path | None = None, log=print
 ) -> tuple[nn.Module, list[dict]]:
-    """Train one model; returns it (at its best inner-validation epoch) and the per-epoch history."""
+    """Train one model; returns it (at its best inner-validation epoch, or its last without an inner split) and
+    the per-epoch history."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
