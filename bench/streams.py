@@ -30,13 +30,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from throughput import naive_classify_window, tracks  # noqa: E402
+from throughput import baseline_model, naive_classify_window, tracks  # noqa: E402
 
 from rtgenre.audio import FileSource  # noqa: E402
 from rtgenre.feed import Publisher  # noqa: E402
 from rtgenre.model import Classifier, load_bundle  # noqa: E402
 from rtgenre.pipeline import StreamPipeline, StreamSettings  # noqa: E402
-from training.models import build  # noqa: E402
 
 torch.set_num_threads(1)
 HOP_S = 0.5
@@ -115,7 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     bundle = load_bundle()
     clf = Classifier(bundle, "cpu", threads=1)
-    model = build(bundle.meta.extra.get("family", "cnn"), bundle.meta.frontend.n_mels, len(bundle.meta.labels)).eval()
+    model = baseline_model(bundle)
     files = tracks(args.data, 8)
     audio = [np.concatenate(list(FileSource(str(f), 22050, 30.0))) for f in files]
     pub = Publisher("tcp://127.0.0.1:5598", hwm=10_000)

@@ -34,6 +34,14 @@ from training.models import build  # noqa: E402
 torch.set_num_threads(1)
 
 
+def baseline_model(bundle) -> torch.nn.Module:
+    """The bundle's architecture in torch (untrained: the baseline's cost does not depend on its weights)."""
+    family = bundle.meta.extra.get("family")
+    if family is None:
+        raise SystemExit(f"{bundle.path}: meta.json names no model family, so the baseline cannot rebuild it")
+    return build(family, bundle.meta.frontend.n_mels, len(bundle.meta.labels)).eval()
+
+
 def tracks(data: Path, n: int) -> list[Path]:
     files = sorted((data / "gtzan").glob("*/*.ogg"))
     return files[:: max(1, len(files) // n)][:n]
@@ -126,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
     bundle = load_bundle()
     clf = Classifier(bundle, "cpu", threads=1)
-    model = build(bundle.meta.extra.get("family", "cnn"), bundle.meta.frontend.n_mels, len(bundle.meta.labels)).eval()
+    model = baseline_model(bundle)
     files = tracks(args.data, args.tracks)
     audio_s = sum(FileSource(str(f), 22050).info.duration_s for f in files)
     rtgenre_classify(bundle, clf, files[:1])  # warm caches and the session
