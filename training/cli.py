@@ -19,7 +19,7 @@ import yaml
 from rtgenre.frontend import MelFrontend, MelParams
 
 from . import fusion_mel, fusion_report
-from .augment import RECIPES
+from .augment import DEFAULT_RECIPE, RECIPES
 from .card import model_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
@@ -154,7 +154,7 @@ def common(f):
                      default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel."),
         click.option("--checkpoints", type=click.Path(path_type=Path),
                      help="Save every epoch here; a rerun resumes the runs it finds."),
-        click.option("--augment", type=click.Choice(sorted(RECIPES)), default="light", show_default=True,
+        click.option("--augment", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
                      help="full: gain, time stretch, pitch shift, noise, SpecAugment, mixup; light: gain, "
                           "SpecAugment and mixup only."),
         click.option("--val-fraction", default=TrainConfig.val_fraction, show_default=True,

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from rtgenre.frontend import fit_window
 
-from .augment import RECIPES, AugmentConfig, augment, crop, mixup
+from .augment import DEFAULT_RECIPE, RECIPES, AugmentConfig, augment, crop, mixup
 from .data import GENRES
 from .models import build, fit_standardize
 
@@ -39,7 +39,7 @@ class TrainConfig:
     val_fraction: float = 0.0
     seed: int = 0
     threads: int = 2
-    augment: AugmentConfig = RECIPES["light"]
+    augment: AugmentConfig = RECIPES[DEFAULT_RECIPE]
 
 
 @dataclass
