@@ -53,14 +53,17 @@ def recipe_text(cfg: TrainConfig) -> str:
     return f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, {stopping}, `{augment}` augmentation"
 
 
-def read_saved(folder: Path, budget: dict) -> dict:
-    """An earlier compare output's results.json, refused unless it was run at ``budget``."""
+def read_saved(folder: Path, budget: dict | None = None) -> dict:
+    """An earlier compare output's results.json, refused unless it states its recipe, budget and families
+    (and, given ``budget``, was run at it)."""
     try:
         saved = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{folder}: not a compare output ({e})") from None
-    if saved.get("budget") != budget:
-        raise ValueError(f"{folder} was run at {saved.get('budget')}, not at {budget}")
+    if missing := {"recipe", "budget", "families"} - set(saved if isinstance(saved, dict) else ()):
+        raise ValueError(f"{folder}/results.json lacks {', '.join(sorted(missing))}: not a compare output")
+    if budget is not None and saved["budget"] != budget:
+        raise ValueError(f"{folder} was run at {saved['budget']}, not at {budget}")
     return saved
 
 
@@ -78,14 +81,12 @@ def saved_rows(saved: dict) -> dict:
 
 def results_table(folder: Path) -> tuple[dict, str]:
     """A compare output's results.json and its family table (Markdown)."""
+    saved = read_saved(folder)
     try:
-        saved = json.loads((folder / "results.json").read_text())
         lines = (folder / "RESULTS.md").read_text().splitlines()
         first = next(i for i, line in enumerate(lines) if line.startswith("| family |"))
-    except (OSError, ValueError, StopIteration) as e:
+    except (OSError, StopIteration) as e:
         raise ValueError(f"{folder}: not a compare output ({e!r})") from None
-    if missing := {"recipe", "budget", "families"} - set(saved if isinstance(saved, dict) else ()):
-        raise ValueError(f"{folder}/results.json lacks {', '.join(sorted(missing))}: not a compare output")
     end = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
     return saved, "\n".join(lines[first:end])
 
