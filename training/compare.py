@@ -100,10 +100,10 @@ def load_comparison(
     outputs = [results_table(folder) for folder in folders]
     tables = [(saved["recipe"], table) for saved, table in outputs]
     for saved, _ in outputs:
-        family = saved["families"].get(cfg.family, {}).get("runs", [])
-        runs = [r for r in family if r["seed"] == cfg.seed]
+        family_runs = saved["families"].get(cfg.family, {}).get("runs", [])
+        runs = [r for r in family_runs if r["seed"] == cfg.seed]
         if saved["budget"] == budget_of(cfg) and runs:
-            seeds = {r["seed"]: r["cv"]["track_acc"] for r in family}
+            seeds = {r["seed"]: r["cv"]["track_acc"] for r in family_runs}
             return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables, seeds
     raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
 
