@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from helpers import rtgenre
 
 from rtgenre.frontend import MelParams
 from rtgenre.model import load_bundle
-from training.data import GENRES, find_tracks, stratified_folds
+from training.data import GENRES, artist_folds, find_tracks, has_artists, stratified_folds
 from training.export import PARITY_ATOL, export_onnx, write_bundle
 from training.filterbank import mel_filterbank
 from training.models import FAMILIES, build
@@ -27,6 +28,29 @@ def test_folds_never_split_a_track(data):
     for g in GENRES:  # stratified: every genre spread evenly over the folds
         counts = np.bincount([f for t, f in zip(tracks, fold, strict=True) if t.genre == g], minlength=5)
         assert counts.max() - counts.min() <= 1
+
+
+def test_artist_folds_never_split_an_artist(data):
+    tracks = find_tracks(data / "gtzan") + find_tracks(data / "gtzan_clips", kind="clip")
+    tracks = [t for t in tracks if t.split in ("train", "valid")]
+    assert has_artists(tracks) and len({t.artist for t in tracks}) >= 180
+    fold = artist_folds(tracks, 5, seed=0)
+    for k in range(5):
+        held = {t.artist for t, f in zip(tracks, fold, strict=True) if f == k}
+        train = {t.artist for t, f in zip(tracks, fold, strict=True) if f != k}
+        assert held and not held & train
+        # still stratified: rock has only 4 artists, so one fold of five may hold none of it
+        assert len({t.genre for t, f in zip(tracks, fold, strict=True) if f == k}) >= 9
+
+
+def test_without_an_artist_table_folds_fall_back_to_tracks(data, tmp_path):
+    src = sorted((data / "gtzan" / "blues").glob("*.ogg"))[:6]
+    for f in src:
+        (tmp_path / "blues").mkdir(exist_ok=True)
+        shutil.copy(f, tmp_path / "blues" / f.name)
+    tracks = find_tracks(tmp_path)
+    assert not has_artists(tracks)
+    assert sorted(np.bincount(artist_folds(tracks, 3, seed=0))) == [2, 2, 2]  # every track its own group
 
 
 def test_shared_split_lists_are_read(data):

@@ -1,9 +1,10 @@
 """`rtgenre-train` (`python -m training`): `train` one family into a bundle, `compare` every family in one table, and
 the lyric experiments (`fusion`, `fusion-mel`, `lyrics-model`, `saliency`).
 
-`train` and `compare` evaluate the same honest way: stratified k-fold cross-validation by track over train + valid
-(a track and all its windows on one side), the train → valid split where split lists exist, and, when asked for,
-early stopping on an inner validation split carved from each run's own training tracks.
+`train` and `compare` evaluate the same honest way: stratified k-fold cross-validation over train + valid grouped by
+artist (every track of an artist, and all its windows, on one side; `--folds-by track` gives the flattering
+track-level figure, labelled as such), the artist-disjoint train → valid split where split lists exist, and, when
+asked for, early stopping on an inner validation split carved from each run's own training tracks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import fusion_mel, fusion_report
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import model_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
-from .data import GENRES, Track, find_tracks, stratified_folds, track_mel
+from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
 from .export import write_bundle
 from .filterbank import mel_filterbank
@@ -65,6 +66,14 @@ def load_collection(data_root: Path, clips_root: Path | None, limit: int | None,
     return Collection(tracks, mels, [GENRES.index(t.genre) for t in tracks], params, filterbank, data)
 
 
+def grouping(c: Collection, folds_by: str) -> str:
+    """What the folds really are: artist folds need every track's artist, else they are track folds."""
+    if folds_by == "artist" and not has_artists(c.tracks):
+        click.echo("no splits/artists.tsv for every track: folds are by track (labelled so)", err=True)
+        return "track"
+    return folds_by
+
+
 def checkpoint_path(folder: Path | None, cfg: TrainConfig, run: str) -> Path | None:
     """Where one run of a family and seed keeps its checkpoint: a CV fold, the valid split or the final model."""
     return folder / f"{cfg.family}-s{cfg.seed}-{run}.pt" if folder else None
@@ -90,9 +99,14 @@ def slice_hits(c: Collection, model, idx) -> dict[str, list[bool]]:
     return out
 
 
-def cross_validate(c: Collection, cfg: TrainConfig, folds: int, checkpoints: Path | None) -> tuple[dict, dict]:
+def cross_validate(
+    c: Collection, cfg: TrainConfig, folds: int, checkpoints: Path | None, by: str = "artist"
+) -> tuple[dict, dict]:
     """Scores of k-fold CV (all tracks, and 30 s tracks only) and each fold's training history."""
-    fold = stratified_folds(c.tracks, folds, cfg.seed)
+    try:
+        fold = folds_of(c.tracks, folds, cfg.seed, by)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--folds") from None
     probs: list = [None] * len(c.tracks)
     hits: dict[str, list[bool]] = {}
     histories = {}
@@ -100,7 +114,7 @@ def cross_validate(c: Collection, cfg: TrainConfig, folds: int, checkpoints: Pat
         click.echo(f"{cfg.family} seed {cfg.seed}: fold {k + 1}/{folds}", err=True)
         held = np.flatnonzero(fold == k)
         model, histories[f"fold {k + 1}"] = fit(
-            c, np.flatnonzero(fold != k), cfg, checkpoint_path(checkpoints, cfg, f"f{k}")
+            c, np.flatnonzero(fold != k), cfg, checkpoint_path(checkpoints, cfg, f"{by}-f{k}")
         )
         for i, p in zip(held, evaluate(c, model, held, cfg), strict=True):
             probs[i] = p
@@ -148,7 +162,9 @@ def common(f):
         click.option("--epochs", default=TrainConfig.epochs, show_default=True, help="At most this many."),
         click.option("--patience", default=TrainConfig.patience, show_default=True),
         click.option("--windows-per-epoch", default=TrainConfig.windows_per_epoch, show_default=True),
-        click.option("--folds", default=5, show_default=True, help="Track-level CV folds (0 to skip)."),
+        click.option("--folds", default=5, show_default=True, help="Cross-validation folds (0 to skip)."),
+        click.option("--folds-by", type=click.Choice(FOLDS_BY), default="artist", show_default=True,
+                     help="Group folds by artist (honest on new music) or by track (flattering; labelled so)."),
         click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs)."),
         click.option("--cache", type=click.Path(path_type=Path), show_default=True,
                      default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel."),
@@ -176,7 +192,7 @@ def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads,
 
 @click.group()
 def main() -> None:
-    """Train and compare rtgenre models on GTZAN with honest, track-level evaluation."""
+    """Train and compare rtgenre models on GTZAN with honest, artist-grouped evaluation."""
 
 
 @main.command(name="train")
@@ -188,23 +204,24 @@ def main() -> None:
 @click.option("--comparison", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Compare outputs (repeatable): the CV of this family and seed from the one run at this "
                    "recipe stands in for running CV again; every output's table goes into the model card.")  # fmt: skip
-def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache, checkpoints,
-              augment, val_fraction, threads, out, family, hop_s, seed, comparison):  # fmt: skip
+def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, folds_by, limit, cache,
+              checkpoints, augment, val_fraction, threads, out, family, hop_s, seed, comparison):  # fmt: skip
     """Evaluate one family (CV, valid split), train it on everything, export the bundle."""
     cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
     tables: list[tuple[str, str]] = []
     seeds: dict[int, float] = {}
     if comparison:
         try:
-            results, tables, seeds = load_comparison(comparison, cfg)
+            results, tables, seeds = load_comparison(comparison, cfg, folds_by)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--comparison") from None
     c = load_collection(data_root, clips_root, limit, cache)
+    folds_by = grouping(c, folds_by)
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
     histories: dict[str, list[dict]] = {}
     if not comparison:
-        results, histories = cross_validate(c, cfg, folds, checkpoints) if folds else ({}, {})
+        results, histories = cross_validate(c, cfg, folds, checkpoints, folds_by) if folds else ({}, {})
     if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
         results["valid"] = v
     click.echo(f"{family}: final model on all tracks", err=True)
@@ -212,13 +229,13 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     histories["final (all tracks)"] = history
     extra = {
         "family": family,
-        "training": {"config": asdict(cfg), "data": c.data, "eval_hop_seconds": EVAL_HOP_S,
+        "training": {"config": asdict(cfg), "data": c.data, "eval_hop_seconds": EVAL_HOP_S, "folds_by": folds_by,
                      "epochs_run": len(history),
                      # the final model's epochs by their own clocks, which checkpoints keep: a resumed run says it too
                      "final_train_seconds": round(sum(e["seconds"] for e in history), 1)},
         "validation": {k: v.to_json() for k, v in results.items()},
     }  # fmt: skip
-    card = model_card(out.name, family, cfg, c.params, c.data, results, tables, seeds)
+    card = model_card(out.name, family, cfg, c.params, c.data, results, tables, seeds, folds_by)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
     plot_curves(histories, out / "learning_curve.png")
     if "cv" in results:
@@ -240,17 +257,18 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Instead of training: one table from compare outputs over disjoint families or seeds (repeatable).",
 )
-def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, limit, cache,
+def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, folds_by, limit, cache,
                 checkpoints, augment, val_fraction, threads, out, families, seeds, note, first_seed,
                 merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
+    folds_by = grouping(c, folds_by)
     out.mkdir(parents=True, exist_ok=True)
     if merge_dirs:
         cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads, augment,
                      val_fraction)  # fmt: skip
         try:
-            merge(out, merge_dirs, families.split(","), folds, c.tracks, cfg, c.params, note)
+            merge(out, merge_dirs, families.split(","), folds, folds_by, c.tracks, cfg, c.params, note)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--merge") from None
         return
@@ -263,7 +281,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         runs, curves = [], {}
         for seed in range(first_seed, first_seed + seeds):
             cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
-            scores, histories = cross_validate(c, cfg, folds, checkpoints)
+            scores, histories = cross_validate(c, cfg, folds, checkpoints, folds_by)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
             run = {"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall}
@@ -274,7 +292,7 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         plot_best_confusion(family, runs, out)
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
-        write_results(out, rows, folds, c.tracks, cfg, note)
+        write_results(out, rows, folds, folds_by, c.tracks, cfg, note)
 
 
 def lyric_options(f):

@@ -91,21 +91,29 @@ def results_table(folder: Path) -> tuple[dict, str]:
     return saved, "\n".join(lines[first:end])
 
 
+def folds_of_saved(saved: dict) -> str:
+    """How a compare output grouped its folds; outputs from before artist folds were by track."""
+    return saved.get("folds_by", "track")
+
+
 def load_comparison(
-    folders: tuple[Path, ...], cfg: TrainConfig
+    folders: tuple[Path, ...], cfg: TrainConfig, folds_by: str
 ) -> tuple[dict[str, Scores], list[tuple[str, str]], dict[int, float]]:
     """The cross-validation of ``cfg``'s family and seed from the first ``compare`` output run at the same
     budget and recipe, the CV track accuracy of every seed there, and every output's table under its recipe:
     ``train --comparison`` ships a model without running that CV a second time, with the tables in its card."""
     outputs = [results_table(folder) for folder in folders]
-    tables = [(saved["recipe"], table) for saved, table in outputs]
+    tables = [(f"{saved['recipe']}; {folds_of_saved(saved)}-grouped folds", table) for saved, table in outputs]
     for saved, _ in outputs:
         family_runs = saved["families"].get(cfg.family, {}).get("runs", [])
         runs = [r for r in family_runs if r["seed"] == cfg.seed]
-        if saved["budget"] == budget_of(cfg) and runs:
+        if saved["budget"] == budget_of(cfg) and folds_of_saved(saved) == folds_by and runs:
             seeds = {r["seed"]: r["cv"]["track_acc"] for r in family_runs}
             return {k: Scores(**runs[0][k]) for k in ("cv", "cv_full_tracks", "valid") if runs[0].get(k)}, tables, seeds
-    raise ValueError(f"none of {', '.join(map(str, folders))} was run at this recipe with {cfg.family} seed {cfg.seed}")
+    raise ValueError(
+        f"none of {', '.join(map(str, folders))} was run at this recipe and {folds_by} folds with "
+        f"{cfg.family} seed {cfg.seed}"
+    )
 
 
 def plot_best_confusion(family: str, runs: list[dict], out: Path) -> None:
@@ -113,7 +121,9 @@ def plot_best_confusion(family: str, runs: list[dict], out: Path) -> None:
     plot_confusion(best["scores"].confusion, out / f"confusion_{family}.png", f"{family}, CV, seed {best['seed']}")
 
 
-def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainConfig, note: str = "") -> None:
+def write_results(
+    out: Path, rows: dict, folds: int, folds_by: str, tracks: list, cfg: TrainConfig, note: str = ""
+) -> None:
     def stat(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ({max(values):.3f})"
 
@@ -137,18 +147,21 @@ def write_results(out: Path, rows: dict, folds: int, tracks: list, cfg: TrainCon
     n = len(tracks)
     seeds = " or ".join(sorted({str(len(r["runs"])) for r in rows.values()}, reverse=True))
     budget = recipe_text(cfg)
-    (out / "RESULTS.md").write_text(f"""# Model families on GTZAN (track-level {folds}-fold cross-validation)
+    grouped = ("grouped by artist (every track of an artist in one fold)" if folds_by == "artist"
+               else "by track (artists straddle folds: these figures flatter the models on new music)")  # fmt: skip
+    (out / "RESULTS.md").write_text(f"""# Model families on GTZAN ({folds_by}-grouped {folds}-fold cross-validation)
 
 {n} tracks of the fault-filtered train + valid parts ({sum(t.kind == "clip" for t in tracks)} of them 2–3 s clips),
-stratified {folds}-fold cross-validation by track, {seeds} seed(s) per family (the seeds column);
+stratified {folds}-fold cross-validation {grouped}, {seeds} seed(s) per family (the seeds column);
 training budget per run: {budget}. Cells are the mean over seeds
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
 a clip is one looped window). The valid split column trains seed 0 on the train part and scores
 the artist-disjoint valid part (where split lists exist). ms / window is ONNX Runtime on one CPU
 thread in batches of 32; × real time is what one core sustains at the runtime's 0.5 s hop. Train
-time is the sum of the epochs' times over all folds of one seed ({cfg.threads} torch thread(s)).
-Folds are not artist-disjoint.{chr(10) * 2 + note if note else ""}
+time is the sum of the epochs' times over all folds of one seed ({cfg.threads} torch thread(s)).{
+        chr(10) * 2 + note if note else ""
+    }
 
 {chr(10).join(lines)}
 
@@ -163,21 +176,22 @@ Confusion matrices (best seed): `confusion_<family>.png`; training curves: `curv
                               "cv_full_tracks": x["full"].to_json(),
                               "valid": x["valid"].to_json() if x.get("valid") else None} for x in r["runs"]]}
                 for f, r in rows.items()}  # fmt: skip
-    saved = {"folds": folds, "budget": budget_of(cfg), "recipe": budget, "families": families}
+    saved = {"folds": folds, "folds_by": folds_by, "budget": budget_of(cfg), "recipe": budget, "families": families}
     (out / "results.json").write_text(json.dumps(saved, indent=1))
 
 
 def merge(
-    out: Path, folders: tuple[Path, ...], families: list[str], folds: int, tracks: list, cfg: TrainConfig,
-    params: MelParams, note: str = "",
+    out: Path, folders: tuple[Path, ...], families: list[str], folds: int, folds_by: str, tracks: list,
+    cfg: TrainConfig, params: MelParams, note: str = "",
 ) -> None:  # fmt: skip
     """One table (and its plots) from compare outputs over disjoint families or seeds at the same recipe; a
     family's confusion matrix is its best seed's over all outputs, its curves those of the first output."""
     found: dict[str, tuple[Path, dict]] = {}
     for folder in folders:
         saved = read_saved(folder, budget_of(cfg))
-        if saved["folds"] != folds:
-            raise ValueError(f"{folder} has {saved['folds']} folds, not {folds}")
+        if (saved["folds"], folds_of_saved(saved)) != (folds, folds_by):
+            got = f"{saved['folds']} {folds_of_saved(saved)}"
+            raise ValueError(f"{folder} has {got} folds, not {folds} {folds_by} folds")
         for family, row in saved_rows(saved).items():
             if family not in found:
                 found[family] = (folder, row)
@@ -196,4 +210,4 @@ def merge(
             shutil.copyfile(curves, out / curves.name)
     for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
         row["ms_per_window"] = window_cost(family, params, cfg.window_s)
-    write_results(out, rows, folds, tracks, cfg, note)
+    write_results(out, rows, folds, folds_by, tracks, cfg, note)
