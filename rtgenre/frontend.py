@@ -2,8 +2,9 @@
 
 One implementation serves both sides so train and serve cannot drift. The offline form equals
 ``librosa.feature.melspectrogram`` (centred frames, zero padding, periodic Hann, power 2) followed
-by ``power_to_db`` with a fixed reference of 1.0 and no ``top_db`` clipping: a window's features
-never depend on its neighbours. The streaming form emits exactly the offline frames of the
+by a fixed compression: ``power_to_db`` with a reference of 1.0 and no ``top_db`` clipping (``db``,
+rtgenre's own models) or musicnn's ``log10(1 + 10000·power)`` (``log1p``). Neither depends on the
+window's neighbours. The streaming form emits exactly the offline frames of the
 concatenated signal, whatever the block sizes. The filterbank is an input (it comes from librosa
 at training time and travels in the model bundle); this module never imports librosa.
 """
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+LOG_COMPRESSIONS = ("db", "log1p")
+
 
 @dataclass(frozen=True)
 class MelParams:
@@ -25,6 +28,11 @@ class MelParams:
     fmin: float = 0.0
     fmax: float = 11025.0
     amin: float = 1e-10  # power floor before dB: silence reads as -100 dB
+    log: str = "db"  # compression: "db" (10·log10, fixed reference 1.0) or "log1p" (log10(1 + 10000·power))
+
+    def __post_init__(self) -> None:
+        if self.log not in LOG_COMPRESSIONS:
+            raise ValueError(f"log compression must be one of {', '.join(LOG_COMPRESSIONS)}, not {self.log!r}")
 
     @property
     def n_bins(self) -> int:
@@ -66,7 +74,7 @@ def fit_window(frames: np.ndarray, n: int) -> np.ndarray:
 
 
 class MelFrontend:
-    """Log-mel spectrogram, frames as rows: shape (time, n_mels), float32 dB."""
+    """Log-mel spectrogram, frames as rows: shape (time, n_mels), float32, compressed as ``params.log`` says."""
 
     def __init__(self, params: MelParams, filterbank: np.ndarray):
         if filterbank.shape != (params.n_mels, params.n_bins):
@@ -98,6 +106,8 @@ class MelFrontend:
                 two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
                 level[i : i + _CHUNK] = 10.0 * np.log10(np.maximum(two_sided * self._level_scale, p.amin))
                 mel[i : i + _CHUNK] = power.astype(np.float32) @ self._fb_t
+        if p.log == "log1p":
+            return np.log10(np.multiply(mel, 10000.0, out=mel) + 1.0, out=mel), level
         return 10.0 * np.log10(np.maximum(mel, p.amin, out=mel), out=mel), level
 
     def mel(self, y: np.ndarray) -> np.ndarray:

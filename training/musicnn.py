@@ -1,0 +1,175 @@
+"""musicnn (Pons & Serra 2019, ISC licence) in torch, its weights read from the `musicnn` wheel's checkpoints.
+
+musicnn was trained on the Million Song Dataset's top-50 tags (``MSD_musicnn``) or MagnaTagATune
+(``MTT_musicnn``): 3 s patches of 96-band log-mel at 16 kHz, far more music than GTZAN's 190 artists.
+Its penultimate layer is a genre-aware embedding; the genre models of rtgenre put a head on it. The
+port follows the original TensorFlow graph: batch-norm epsilon 1e-3, TF "same" padding (the odd pad
+at the end), ReLU before batch norm, max and mean pooled values interleaved in the back end.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtgenre.frontend import MelParams
+
+from .tfbundle import read_checkpoint
+
+# the musicnn front end: 16 kHz, 512-point FFT, hop 256, 96 mel bands, log10(1 + 10000·power)
+PARAMS = MelParams(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0, log="log1p")
+PATCH_FRAMES = 187  # 3 s, as musicnn was trained
+EPS = 1e-3  # TF batch-norm default
+MSD_LABELS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
+    "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
+    "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies", "blues", "hard rock", "ambient",
+    "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening",
+    "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House",
+    "happy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Shape:
+    midend: int = 64  # filters per mid-end layer (MSD_musicnn, MTT_musicnn)
+    backend: int = 200  # units of the penultimate dense layer
+    classes: int = 50
+
+
+def bn(n: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(n, eps=EPS)
+
+
+class Timbral(nn.Module):
+    """A wide conv over (7 frames × a share of the mel bands), ReLU, batch norm, max over frequency."""
+
+    def __init__(self, filters: int, bands: int, pad: tuple[int, int], time: int):
+        super().__init__()
+        self.pad = pad
+        self.conv = nn.Conv2d(1, filters, (time, bands))
+        self.bn = nn.BatchNorm2d(filters, eps=EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T)
+        h = self.bn(torch.relu(self.conv(nn.functional.pad(x, (0, 0, *self.pad)))))
+        return h.amax(dim=3)
+
+
+class MidEnd(nn.Module):
+    """Three 1-D convs over time (k=7), ReLU then batch norm, the last two residual."""
+
+    def __init__(self, cin: int, filters: int):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv1d(cin if i == 0 else filters, filters, 7, padding=3) for i in range(3)])
+        self.bns = nn.ModuleList([bn(filters) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h1 = self.bns[0](torch.relu(self.convs[0](x)))
+        h2 = self.bns[1](torch.relu(self.convs[1](h1))) + h1
+        h3 = self.bns[2](torch.relu(self.convs[2](h2))) + h2
+        return [x, h1, h2, h3]
+
+
+class Musicnn(nn.Module):
+    """log-mel (B, T, 96) -> (tag logits, penultimate embedding)."""
+
+    def __init__(self, shape: Shape = Shape(), n_mels: int = 96):
+        super().__init__()
+        self.input_bn = nn.BatchNorm2d(1, eps=EPS)
+        timbral = int(1.6 * 128)
+        temporal = int(1.6 * 32)
+        self.frontend = nn.ModuleList(
+            [Timbral(timbral, int(f * n_mels), (3, 3), 7) for f in (0.4, 0.7)]
+            + [Timbral(temporal, 1, ((k - 1) // 2, k // 2), k) for k in (128, 64, 32)]
+        )
+        front = 2 * timbral + 3 * temporal
+        self.midend = MidEnd(front, shape.midend)
+        pooled = 2 * (front + 3 * shape.midend)
+        self.pool_bn = bn(pooled)
+        self.dense = nn.Linear(pooled, shape.backend)
+        self.dense_bn = bn(shape.backend)
+        self.dropout = nn.Dropout(0.5)
+        self.out = nn.Linear(shape.backend, shape.classes)
+        self.embedding_size = shape.backend
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input_bn(x.unsqueeze(1))
+        front = torch.cat([block(h) for block in self.frontend], dim=1)  # (B, 561, T)
+        mid = torch.cat(self.midend(front), dim=1)  # (B, 753, T)
+        pooled = torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)  # max, mean interleaved
+        return self.dense_bn(torch.relu(self.dense(self.dropout(self.pool_bn(pooled)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(self.embed(x)))
+
+
+def _bn(module: nn.Module, v: dict[str, np.ndarray], name: str) -> None:
+    for attr, key in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                      ("running_var", "moving_variance")):  # fmt: skip
+        getattr(module, attr).data.copy_(torch.from_numpy(v[f"{name}/{key}"]))
+
+
+def from_checkpoint(variables: dict[str, np.ndarray]) -> Musicnn:
+    """The torch model with a checkpoint's weights, matched by the TF layers' creation order."""
+    shape = Shape(midend=variables["conv2d_5/bias"].shape[0], backend=variables["dense/bias"].shape[0],
+                  classes=variables["dense_1/bias"].shape[0])  # fmt: skip
+    model = Musicnn(shape)
+    _bn(model.input_bn, variables, "batch_normalization")
+    for i, block in enumerate(model.frontend):  # TF kernels are (time, freq, in, out)
+        name = f"conv2d_{i}" if i else "conv2d"
+        block.conv.weight.data.copy_(torch.from_numpy(variables[f"{name}/kernel"]).permute(3, 2, 0, 1))
+        block.conv.bias.data.copy_(torch.from_numpy(variables[f"{name}/bias"]))
+        _bn(block.bn, variables, f"batch_normalization_{i + 1}")
+    for i, (conv, norm) in enumerate(zip(model.midend.convs, model.midend.bns, strict=True)):
+        kernel = torch.from_numpy(variables[f"conv2d_{i + 5}/kernel"])  # (7, channels, 1, filters)
+        conv.weight.data.copy_(kernel[:, :, 0, :].permute(2, 1, 0))
+        conv.bias.data.copy_(torch.from_numpy(variables[f"conv2d_{i + 5}/bias"]))
+        _bn(norm, variables, f"batch_normalization_{i + 6}")
+    _bn(model.pool_bn, variables, "batch_normalization_9")
+    _bn(model.dense_bn, variables, "batch_normalization_10")
+    for layer, name in ((model.dense, "dense"), (model.out, "dense_1")):
+        layer.weight.data.copy_(torch.from_numpy(variables[f"{name}/kernel"]).T)
+        layer.bias.data.copy_(torch.from_numpy(variables[f"{name}/bias"]))
+    return model.eval()
+
+
+def read_wheel(wheel: Path, net: str = "MSD_musicnn") -> dict[str, np.ndarray]:
+    """A network's checkpoint variables straight from the ``musicnn`` wheel (a zip), without installing it.
+
+    The checkpoint's own ``checkpoint`` file names the author's home folder, so the files are found by prefix.
+    """
+    import tempfile
+
+    with zipfile.ZipFile(wheel) as z, tempfile.TemporaryDirectory() as d:
+        names = [n for n in z.namelist() if n.startswith(f"musicnn/{net}/.")]
+        if not any(n.endswith(".index") for n in names):
+            raise FileNotFoundError(f"{wheel}: no musicnn/{net}/ checkpoint inside")
+        for n in names:
+            (Path(d) / Path(n).name).write_bytes(z.read(n))
+        return read_checkpoint(f"{d}/")  # the files are named ".index", ".data-…": an empty prefix
+
+
+def convert(wheel: Path, out: Path, net: str = "MSD_musicnn") -> Path:
+    """Write the torch weights of ``net`` from the wheel to ``out`` (a ``.pt`` state dict)."""
+    model = from_checkpoint(read_wheel(wheel, net))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"net": net, "state": model.state_dict(), "shape": model.out.out_features}, buf)
+    out.write_bytes(buf.getvalue())
+    return out
+
+
+def load(path: Path) -> Musicnn:
+    saved = torch.load(path, weights_only=False)
+    state = saved["state"]
+    shape = Shape(midend=state["midend.convs.0.bias"].shape[0], backend=state["dense.bias"].shape[0],
+                  classes=state["out.bias"].shape[0])  # fmt: skip
+    model = Musicnn(shape)
+    model.load_state_dict(state)
+    return model.eval()
