@@ -188,6 +188,8 @@ def _open(path: str) -> sf.SoundFile:
         raise AudioError(f"{path}: is a directory, not an audio file")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied")
     try:
         f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as e:

@@ -15,16 +15,29 @@ import numpy as np
 from . import __version__
 from .audio import FileSource, Source
 from .capture import Capture, input_devices, select_device
-from .config import DEFAULT_CONTROL
+from .config import DEFAULT_CONTROL, LyricsSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
 from .model import Bundle, Classifier, load_bundle
-from .pipeline import StreamPipeline, StreamSettings, run_source
+from .pipeline import MIN_INPUT_S, TOO_SHORT, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
 
 REALTIME_BLOCK_S = 0.02  # small blocks keep hop-to-publish latency low when paced
 FAST_BLOCK_S = 5.0  # large blocks batch many windows into one inference call
+
+
+class FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses NaN, which compares false with both bounds and so slips through."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if rv != rv:
+            self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
+        return rv
+
+
+WEIGHT = FiniteRange(*bounds(LyricsSection, "weight"))  # the config's range for a lyrics weight
 
 
 class Main(click.Group):
@@ -39,6 +52,9 @@ class Main(click.Group):
         except KeyboardInterrupt:
             click.echo("rtgenre: interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("rtgenre: terminated", err=True)
+            sys.exit(143)
 
 
 @click.group(cls=Main)
@@ -106,13 +122,32 @@ def publish_stream(
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
         on_message = print_json if json_mode(as_json) else view.update
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous == signal.SIG_DFL:  # `listen` stops its capture on SIGTERM itself and ends normally
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             return run_source(source, pipeline, clf, realtime=realtime, on_message=on_message)
-        except KeyboardInterrupt:
-            pipeline.end("interrupted")
+        except Terminated:
+            on_message(pipeline.end("terminated"))
             raise
+        except KeyboardInterrupt:
+            on_message(pipeline.end("interrupted"))
+            raise
+        except RtgenreError as e:  # the source failed mid-way: subscribers hear why, then the user does
+            on_message(pipeline.end(f"error: {e}"))
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
         publisher.close()
+
+
+class Terminated(Exception):
+    """SIGTERM during a stream: it ends with an end-of-stream message, then the command exits 143."""
+
+
+def _terminated(*_) -> None:
+    raise Terminated
 
 
 @main.command()
@@ -126,7 +161,13 @@ def publish_stream(
     help="The song's lyrics (.txt or .lrc); FILE's own .txt/.lrc is used when there is one.",
 )
 @click.option("--no-lyrics", is_flag=True, help="Ignore lyrics even if a .txt/.lrc sits next to FILE.")
-@click.option("--lyrics-weight", default=0.5, show_default=True, help="0 ignores lyrics, 1 trusts them fully.")
+@click.option(
+    "--lyrics-weight",
+    default=LyricsSection.weight,
+    show_default=True,
+    type=WEIGHT,
+    help="0 ignores lyrics, 1 trusts them fully.",
+)
 @feed_options
 @model_options
 def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, stream_id, as_json, model_dir,
@@ -192,7 +233,7 @@ def status(endpoint, as_json, timeout_s):
     feed = reply["feed"]
     click.echo(
         f"model {reply['model']} on {reply['provider']}, up {reply['uptime_s']:.0f} s, "
-        f"feed {feed['endpoint']}: {feed['sent']} sent, {feed['dropped']} dropped, {feed['subscribers']} subscribers"
+        f"feed {feed['endpoint']}: {feed['sent']} sent, {feed['subscribers']} subscribers"
     )
     for sid, s in reply["streams"].items():
         top = s.get("smoothed_top") or "–"
@@ -206,7 +247,7 @@ def status(endpoint, as_json, timeout_s):
 @click.argument("lyrics_file", required=False, type=click.Path(path_type=str))
 @click.option("--stream", "stream_id", required=True, help="The daemon stream the lyrics belong to.")
 @click.option("--clear", is_flag=True, help="Forget the stream's lyrics (the next song has none yet).")
-@click.option("--weight", type=float, help="0 ignores lyrics, 1 trusts them fully (default: the config's).")
+@click.option("--weight", type=WEIGHT, help="0 ignores lyrics, 1 trusts them fully (default: the config's).")
 @click.option("--endpoint", default=DEFAULT_CONTROL, show_default=True, help="The daemon's control endpoint.")
 def lyrics_cmd(lyrics_file, stream_id, clear, weight, endpoint):
     """Tell a running daemon the lyrics of what a live stream plays now (.txt or .lrc)."""
@@ -252,7 +293,8 @@ def devices():
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+# readable=False: an unreadable file is reported with the others, not refused as a usage error for all
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
 @model_options
 def classify(files, as_json, model_dir, window_s, hop_s, provider, require_gpu):
@@ -273,6 +315,8 @@ def classify(files, as_json, model_dir, window_s, hop_s, provider, require_gpu):
 
 
 def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
+    if verdict["state"] == TOO_SHORT:
+        raise RtgenreError(f"{file}: shorter than {MIN_INPUT_S:g} s of audio: no genre")
     if verdict["genre"] is None:
         raise RtgenreError(f"{file}: silent throughout (every window below the silence gate): no genre")
     if as_json:

@@ -88,6 +88,20 @@ class ServeConfig:
     lyrics: LyricsSection = field(default_factory=LyricsSection)
 
 
+def bounds(cls, name: str) -> tuple[float, float]:
+    """The range a config field accepts, for the other entrances (CLI options, control requests) to check."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return meta["lo"], meta["hi"]
+
+
+def check_number(value, cls, name: str) -> float:
+    """``value`` as a float within the range of config field ``cls.name``; ValueError naming it otherwise."""
+    lo, hi = bounds(cls, name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], not {value!r}")
+    return float(value)
+
+
 def load_config(path: str | Path) -> ServeConfig:
     path = Path(path)
     try:
@@ -100,6 +114,8 @@ def load_config(path: str | Path) -> ServeConfig:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if node is None or not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{path}: the config must be a mapping with at least a 'streams' list")
     cfg = _build(ServeConfig, node, path, "")

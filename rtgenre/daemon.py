@@ -10,7 +10,6 @@ message and exits 0.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -20,13 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import zmq
 
 from .audio import FfmpegSource, FileSource, Source
 from .capture import Capture, select_device
-from .config import ConfigError, ServeConfig, StreamSection, load_config
+from .config import ConfigError, LyricsSection, ServeConfig, StreamSection, check_number, load_config
+from .control import ControlSocket, Reply
 from .errors import RtgenreError
-from .feed import Curve, Publisher, check_endpoint, check_stream_id
+from .feed import Curve, Publisher, check_stream_id
 from .lyrics import LyricModel
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
@@ -129,15 +128,11 @@ class Daemon:
             stream_settings(s)  # validates every stream id before anything is bound
         self.started = time.time()
         self.publisher = self._publisher(self.config)
-        self._ctx = zmq.Context.instance()
-        self.control = self._ctx.socket(zmq.REP)
-        self.control.setsockopt(zmq.LINGER, 0)
         try:
-            self.control.bind(check_endpoint(self.config.control.endpoint))
-        except zmq.ZMQError as e:
+            self.control = ControlSocket(self.config.control.endpoint, self._request)
+        except RtgenreError:
             self.publisher.close()
-            self.control.close()
-            raise RtgenreError(f"control endpoint {self.config.control.endpoint}: {e.strerror}") from None
+            raise
         self.runners: dict[str, StreamRunner] = {}
         self.ended: dict[str, dict] = {}  # streams that finished: their last status
         self.reloads = 0
@@ -182,8 +177,9 @@ class Daemon:
         runner.stop()
         runner.join(1.0)
         self._classify([(runner, runner.pipeline.windows(final=True))])
+        runner.state = "ended"  # not "running": status and rtgenre_stream_up must say it is gone
         runner.pipeline.end(reason, runner.status())
-        self.ended[runner.id] = {**runner.status(), **runner.pipeline.stats()}
+        self.ended[runner.id] = {**runner.status(), **runner.pipeline.stats(), "reason": reason}
         del self.runners[runner.id]
 
     # -- main loop ------------------------------------------------------------------------
@@ -206,8 +202,7 @@ class Daemon:
                 self.reload()
             if self.config.metrics.port and time.monotonic() - last_snapshot >= SNAPSHOT_S:
                 self._snapshot, last_snapshot = self.status(), time.monotonic()  # only metrics read it
-            if self.control.poll(int(TICK_S * 1000)):
-                self._answer()
+            self.control.poll(int(TICK_S * 1000))
             if ping and time.monotonic() - last_ping >= ping:
                 notify("WATCHDOG=1", f"STATUS={self._summary()}")
                 last_ping = time.monotonic()
@@ -283,37 +278,38 @@ class Daemon:
         return next((s for s in self.config.streams if s.id == sid), None)
 
     # -- control and status ---------------------------------------------------------------
-    def _answer(self) -> None:
-        try:
-            request = json.loads(self.control.recv())
-            cmd = request.get("cmd")
-            if cmd == "status":
-                reply = self.status()
-            elif cmd == "lyrics":
-                reply = self._set_lyrics(request)
-            else:
-                reply = {"error": f"unknown command {cmd!r} (known: status, lyrics)"}
-        except (ValueError, AttributeError, TypeError) as e:
-            reply = {"error": f"bad request: {e}"}
-        except RtgenreError as e:
-            reply = {"error": str(e)}
-        self.control.send(json.dumps(reply).encode())
+    def _request(self, request: dict) -> Reply:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "lyrics":
+            return self._set_lyrics(request)
+        return {"error": f"unknown command {str(cmd)[:64]!r} (known: status, lyrics)"}
 
-    def _set_lyrics(self, request: dict) -> dict:
+    def _set_lyrics(self, request: dict) -> Reply:
         """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": W}``: the lyrics of
-        what a live stream plays now (null clears them); W defaults to the config's lyrics.weight."""
-        runner = self.runners.get(request.get("stream"))
+        what a live stream plays now (null clears them); W defaults to the config's lyrics.weight.
+
+        Encoding runs on the control worker thread, so the streams keep their cadence meanwhile."""
+        stream, text = request.get("stream"), request.get("text")
+        runner = self.runners.get(stream) if isinstance(stream, str) else None
         if runner is None:
-            return {"error": f"no running stream {request.get('stream')!r}"}
-        text = request.get("text")
+            return {"error": f"no running stream {str(stream)[:64]!r}"}
+        if text is not None and not isinstance(text, str):
+            raise ValueError("text must be a string, or null to clear the lyrics")
+        weight = check_number(request.get("weight", self.config.lyrics.weight), LyricsSection, "weight")
         if text is None:
             runner.pipeline.lyrics = None
-        else:
+            return {"ok": True, "stream": runner.id, "lyrics": False}
+        pipeline, labels, model_path = runner.pipeline, self.bundle.meta.labels, self.config.lyrics.model
+
+        def encode() -> dict:  # on the worker thread: the only one that touches the lyric model
             if self._lyric_model is None:
-                self._lyric_model = LyricModel(self.config.lyrics.model)
-            weight = float(request.get("weight", self.config.lyrics.weight))
-            runner.pipeline.lyrics = self._lyric_model.evidence(str(text), self.bundle.meta.labels, weight)
-        return {"ok": True, "stream": runner.id, "lyrics": runner.pipeline.lyrics is not None}
+                self._lyric_model = LyricModel(model_path)
+            pipeline.lyrics = self._lyric_model.evidence(text, labels, weight)
+            return {"ok": True, "stream": runner.id, "lyrics": True}
+
+        return self.control.worker.submit(encode)
 
     def status(self) -> dict:
         streams = {}
@@ -329,7 +325,7 @@ class Daemon:
             "provider": self.classifier.provider,
             "uptime_s": round(time.time() - self.started, 1),
             "reloads": self.reloads,
-            "feed": {"endpoint": p.endpoint, "sent": p.sent, "dropped": p.dropped, "subscribers": p.subscribers},
+            "feed": {"endpoint": p.endpoint, "sent": p.sent, "subscribers": p.subscribers},
             "streams": streams,
             "latency_ms_p50": percentile_ms(self._latencies(), 50),
             "latency_ms_p99": percentile_ms(self._latencies(), 99),

@@ -9,14 +9,13 @@ model's likelihood ratio p(genre | lyrics) / p(genre), raised to ``weight`` (0 i
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelError, RtgenreError
-from .model import sha256_of
+from .model import check_files, read_meta
 
 LYRICS_FORMAT = "rtgenre-lyrics/1"
 DEFAULT_LYRICS_MODEL = Path(__file__).resolve().parent.parent / "models" / "lyrics-minilm"
@@ -53,22 +52,23 @@ class LyricModel:
         from tokenizers import Tokenizer
 
         root = Path(path) if path else DEFAULT_LYRICS_MODEL
-        try:
-            meta = json.loads((root / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"lyric model {root}: cannot read meta.json ({e})") from None
+        meta = read_meta(root, "lyric model")
         if meta.get("format") != LYRICS_FORMAT:
             raise ModelError(f"lyric model {root}: format {meta.get('format')!r}, expected {LYRICS_FORMAT!r}")
-        for name, digest in meta["files"].items():
-            if not (root / name).is_file() or sha256_of(root / name) != digest:
-                raise ModelError(f"lyric model {root}: {name} is missing or its sha256 does not match")
-        self.labels: list[str] = meta["labels"]
-        prior = np.asarray(meta["prior"], float)
-        self.prior = prior / prior.sum()
-        self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(meta["max_tokens"])
-        self.session = ort.InferenceSession(str(root / "lyrics.onnx"), providers=["CPUExecutionProvider"])
+        check_files(root, "lyric model", meta.get("files"), ("lyrics.onnx", "tokenizer.json"))
+        try:
+            self.labels: list[str] = [str(g) for g in meta["labels"]]
+            prior = np.asarray(meta["prior"], float)
+            if prior.shape != (len(self.labels),) or not np.isfinite(prior).all() or (prior <= 0).any():
+                raise ValueError("prior must be one positive number per label")
+            self.prior = prior / prior.sum()
+            self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+            self.tokenizer.no_padding()
+            self.tokenizer.enable_truncation(int(meta["max_tokens"]))
+            self.session = ort.InferenceSession(str(root / "lyrics.onnx"), providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - tokenizers and ORT raise their own types for a broken file
+            first = (str(e).splitlines() or [""])[0]
+            raise ModelError(f"lyric model {root}: {type(e).__name__}: {first}") from None
 
     def probs(self, text: str) -> np.ndarray:
         """Genre probabilities over ``self.labels``."""

@@ -19,9 +19,6 @@ class StatusCollector:
                                value={"model": st["model"], "provider": st["provider"]})  # fmt: skip
         yield GaugeMetricFamily("rtgenre_uptime_seconds", "Seconds since the daemon started", value=st["uptime_s"])
         yield CounterMetricFamily("rtgenre_feed_sent", "Messages published", value=st["feed"]["sent"])
-        yield CounterMetricFamily(
-            "rtgenre_feed_dropped", "Messages dropped at a full queue", value=st["feed"]["dropped"]
-        )
         yield GaugeMetricFamily("rtgenre_feed_subscribers", "Current subscribers", value=st["feed"]["subscribers"])
         per_stream = {
             "windows": CounterMetricFamily("rtgenre_windows", "Windows classified", labels=["stream"]),

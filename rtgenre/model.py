@@ -63,7 +63,7 @@ class ModelMeta:
                 files=dict(d["files"]),
                 extra={k: v for k, v in d.items() if k not in known},
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelError(f"meta.json: invalid ({type(e).__name__}: {e})") from None
 
     def to_json(self) -> dict:
@@ -93,34 +93,50 @@ class Bundle:
         return MelFrontend(self.meta.frontend, self.filterbank)
 
 
+def read_meta(root: Path, what: str) -> dict:
+    """A bundle's ``meta.json`` as a JSON object; anything else is a one-line ``ModelError``."""
+    if not root.is_dir():
+        raise ModelError(f"{what} {root}: no such directory")
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{what} {root}: meta.json is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelError(f"{what} {root}: meta.json is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{what} {root}: meta.json must be a JSON object, not {type(meta).__name__}")
+    return meta
+
+
+def check_files(root: Path, what: str, files, names: tuple[str, ...]) -> None:
+    """Every file in ``names`` exists and matches the sha256 that ``meta.json``'s ``files`` gives for it."""
+    if not isinstance(files, dict):
+        raise ModelError(f"{what} {root}: meta.json has no 'files' object of sha256 sums")
+    for name in names:
+        expected = files.get(name)
+        if not isinstance(expected, str):
+            raise ModelError(f"{what} {root}: meta.json lists no sha256 for {name}")
+        if not (root / name).is_file():
+            raise ModelError(f"{what} {root}: {name} is missing")
+        actual = sha256_of(root / name)
+        if actual != expected:
+            raise ModelError(f"{what} {root}: {name} sha256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)")
+
+
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
     """Load and verify a bundle; any inconsistency is a one-line ``ModelError``."""
     root = Path(path) if path is not None else DEFAULT_MODEL
-    if not root.is_dir():
-        raise ModelError(f"model bundle {root}: no such directory")
-    meta_path = root / "meta.json"
     try:
-        meta = ModelMeta.from_json(json.loads(meta_path.read_text()))
-    except FileNotFoundError:
-        raise ModelError(f"model bundle {root}: meta.json is missing") from None
-    except json.JSONDecodeError as e:
-        raise ModelError(f"model bundle {root}: meta.json is not valid JSON ({e})") from None
+        meta = ModelMeta.from_json(read_meta(root, "model bundle"))
     except ModelError as e:
-        raise ModelError(f"model bundle {root}: {e}") from None
-    for name in ("model.onnx", "filterbank.npy"):
-        expected = meta.files.get(name)
-        if expected is None:
-            raise ModelError(f"model bundle {root}: meta.json lists no sha256 for {name}")
-        if not (root / name).is_file():
-            raise ModelError(f"model bundle {root}: {name} is missing")
-        actual = sha256_of(root / name)
-        if actual != expected:
-            raise ModelError(
-                f"model bundle {root}: {name} sha256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)"
-            )
-    fb = np.load(root / "filterbank.npy", allow_pickle=False)
+        raise ModelError(str(e) if str(e).startswith("model bundle") else f"model bundle {root}: {e}") from None
+    check_files(root, "model bundle", meta.files, ("model.onnx", "filterbank.npy"))
+    try:
+        fb = np.load(root / "filterbank.npy", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model bundle {root}: filterbank.npy is not a numpy array file ({e})") from None
     p = meta.frontend
-    if fb.shape != (p.n_mels, p.n_bins):
+    if fb.ndim != 2 or fb.shape != (p.n_mels, p.n_bins):
         raise ModelError(f"model bundle {root}: filterbank shape {fb.shape} does not match the front-end parameters")
     return Bundle(root, meta, fb.astype(np.float32))
 

@@ -6,6 +6,7 @@ scheduler can batch the windows due from many streams into one inference call.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ from .lyrics import fuse
 from .model import Bundle, Classifier, check_window
 from .ring import Ring
 from .smoothing import SILENCE, Smoother, SmoothingConfig
+
+log = logging.getLogger(__name__)
+
+MIN_INPUT_S = 0.5  # shorter input gets no genre: one looped 0.1 s is not evidence of anything
+TOO_SHORT = "too short"
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class StreamPipeline:
         self._fed = 0
         self._fed_wall = 0.0
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
+        self._warned_nonfinite = False
         self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
 
     # -- audio in -------------------------------------------------------------------------
@@ -117,7 +124,8 @@ class StreamPipeline:
         if final:
             mel, level = self._mel.flush()
             out += self._frames_in(mel, level, now)
-            if self._emitted == 0 and not out and self.frames.available:
+            long_enough = self._fed >= MIN_INPUT_S * self.sample_rate
+            if self._emitted == 0 and not out and self.frames.available and long_enough:
                 out.append(self._window(self.frames.peek(self.frames.available), now, padded=True))
         self._emitted += len(out)
         return out
@@ -151,8 +159,15 @@ class StreamPipeline:
     def emit(self, windows: list[Window], probs: np.ndarray) -> list[dict]:
         """Smooth, account and publish the classified windows; returns the messages."""
         msgs = []
+        lyrics = self.lyrics  # once: the control worker may replace it meanwhile
         for w, audio in zip(windows, probs, strict=True):
-            p = audio if self.lyrics is None else fuse(audio, self.lyrics)
+            p = audio if lyrics is None else fuse(audio, lyrics)
+            if not np.isfinite(p).all():  # a bug upstream (model, lyrics): contained here, never published
+                if not self._warned_nonfinite:
+                    log.error("stream %s: non-finite probabilities; the window is dropped and smoothing reset", self.id)
+                    self._warned_nonfinite = True
+                self._smoother.reset()
+                continue
             silent = w.silent
             s = self._smoother.update(None if silent else p, self.hop_s)
             if silent:
@@ -174,9 +189,9 @@ class StreamPipeline:
                 "padded": w.padded,
                 "model": self.model,
                 "provider": self.provider,
-                "lyrics": self.lyrics is not None,
+                "lyrics": lyrics is not None,
             }
-            if self.lyrics is not None and not silent:
+            if lyrics is not None and not silent:
                 body["audio_probs"] = self._named(audio)
             msgs.append(self._send("window", body))
             self.latencies.add(time.monotonic() - w.arrived)
@@ -197,11 +212,12 @@ class StreamPipeline:
     def verdict(self) -> dict:
         """Track-level result: the mean of the non-silent windows' probabilities."""
         if self._voiced == 0:
+            short = self._emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
             return {
                 "genre": None,
                 "confidence": 0.0,
                 "probs": None,
-                "state": SILENCE,
+                "state": TOO_SHORT if short else SILENCE,
                 "windows": self._silent,
                 "padded": self._padded,
             }
@@ -222,7 +238,6 @@ class StreamPipeline:
             "windows": self._emitted,
             "audio_overruns": self.audio.overruns,
             "frame_overruns": self.frames.overruns,
-            "dropped": self.publisher.dropped if self.publisher else 0,
             "latency_ms_p50": percentile_ms(self.latencies.values(), 50),
             "latency_ms_p99": percentile_ms(self.latencies.values(), 99),
             "provider": self.provider,

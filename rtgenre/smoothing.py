@@ -40,13 +40,17 @@ class Smoother:
         self._top: int | None = None
         self._silent_for = 0.0
 
+    def reset(self) -> None:
+        """Forget the average, as after a long silence."""
+        self._avg, self._top = None, None
+
     def update(self, probs: np.ndarray | None, dt: float) -> Smoothed:
         """Fold in one window's probabilities (``None`` for a silent window) ``dt`` s after the last."""
         c = self.config
         if probs is None:
             self._silent_for += dt
             if self._silent_for >= c.silence_reset_s:
-                self._avg, self._top = None, None
+                self.reset()
             return Smoothed(self._avg, None, 0.0, SILENCE)
         self._silent_for = 0.0
         if self._avg is None:

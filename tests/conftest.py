@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import PulseServer, require_data, require_pulse
+from helpers import PulseServer, require_data, require_pulse, write_audio
 
 from rtgenre.model import Classifier, load_bundle
 
@@ -41,3 +42,12 @@ def pulse(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def music(tmp_path):
+    """Five seconds of noisy chords: real audio for the command line to chew on."""
+    rng = np.random.default_rng(0)
+    t = np.arange(22050 * 5) / 22050
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440)) + 0.02 * rng.standard_normal(len(t))
+    return write_audio(tmp_path / "music.wav", y.astype(np.float32), 22050)

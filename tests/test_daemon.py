@@ -99,7 +99,7 @@ def test_three_streams_one_feed_and_status(three):
     st = three.status()
     assert set(st["streams"]) == {"a", "b", "c"}
     assert all(s["state"] == "running" and s["windows"] >= 2 for s in st["streams"].values())
-    assert st["provider"] == "CPUExecutionProvider" and st["feed"]["dropped"] == 0
+    assert st["provider"] == "CPUExecutionProvider" and st["feed"]["sent"] > 0
     hops = [m["t0"] for m in three.of("c", "window")]
     assert hops[1] - hops[0] == pytest.approx(1.0, abs=0.03)  # stream c has its own hop
 

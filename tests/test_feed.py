@@ -24,7 +24,7 @@ def test_messages_reach_a_subscriber_over_loopback(endpoint):
     assert all(s == "s1" and m["v"] == 1 and m["type"] == "window" for s, m in got)
 
 
-def test_a_stalled_subscriber_never_blocks_and_drops_are_counted(endpoint):
+def test_a_stalled_subscriber_never_blocks_the_publisher(endpoint):
     pub = Publisher(endpoint, hwm=10)
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
@@ -36,8 +36,7 @@ def test_a_stalled_subscriber_never_blocks_and_drops_are_counted(endpoint):
     for i in range(20000):
         pub.publish("s", "window", {"pad": "x" * 200, "i": i})
     elapsed = time.monotonic() - t0
-    assert pub.dropped > 0
-    assert pub.sent + pub.dropped == 20000
+    assert pub.sent == 20000
     assert elapsed < 10  # sanity bound only: a blocking send would hang forever
     sub.close(0)
     pub.close()
