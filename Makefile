@@ -10,7 +10,7 @@ DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test lint bench compare train install apt-runtime apt-test clean
+.PHONY: demo test test-fast lint bench compare train transfer musicnn-reference install apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
 define apt_install
@@ -49,8 +49,17 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# musicnn's pretrained weights come inside its PyPI wheel; its declared dependencies are ancient: never installed
+MUSICNN_WHEEL := .musicnn/musicnn-0.1.0-py3-none-any.whl
+$(MUSICNN_WHEEL):
+	python3 -m pip download -q --no-deps musicnn==0.1.0 -d .musicnn
+
+test: lint $(MUSICNN_WHEEL)
 	$(VENV)/bin/pytest -q
+
+# the edit loop: everything but the slow daemon, capture and training tests
+test-fast: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(VENV)/bin/pytest -q -x --ignore=tests/test_training.py --ignore=tests/test_daemon.py --ignore=tests/test_capture.py
 
 bench: $(VENV)/.dev
 	$(PY) bench/throughput.py
@@ -77,5 +86,17 @@ train: $(VENV)/.dev
 	$(PY) -m training train $(GTZAN) $(LIGHT) --family crnn2d --checkpoints .checkpoints/light \
 	  --comparison results/recipe-light --comparison results --out models/crnn2d-gtzan
 
+# the accurate alternative: a genre head on the pretrained musicnn, artist-grouped CV over 3 fold splits (~25 min)
+transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(PY) -m training transfer --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
+	  --out models/musicnn-gtzan
+
+# reference outputs of the original TensorFlow musicnn for the port's parity test, in a throwaway venv
+musicnn-reference: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(PY) tests/fixtures/record_musicnn_reference.py patches $(DATA) tests/fixtures/musicnn_reference.npz
+	python3 -m venv .tfenv && .tfenv/bin/pip install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0
+	TF_USE_LEGACY_KERAS=1 .tfenv/bin/python tests/fixtures/record_musicnn_reference.py reference $(MUSICNN_WHEEL) \
+	  tests/fixtures/musicnn_reference.npz
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .musicnn .tfenv

@@ -19,7 +19,7 @@ from .config import DEFAULT_CONTROL, LyricsSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
-from .model import Bundle, Classifier, load_bundle
+from .model import DEFAULT_MODEL, Bundle, Classifier, available_models, load_bundle
 from .pipeline import MIN_INPUT_S, TOO_SHORT, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
 
@@ -68,9 +68,9 @@ def main(verbose: bool) -> None:
 def model_options(f):
     f = click.option(
         "--model",
-        "model_dir",
-        type=click.Path(path_type=Path),
-        help="Model bundle directory (default: the shipped models/crnn2d-gtzan).",
+        "model_spec",
+        metavar="NAME|DIR",
+        help="A shipped model by name (see `rtgenre models`) or a bundle directory (default: crnn2d-gtzan).",
     )(f)
     f = click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")(
         f
@@ -87,8 +87,8 @@ def model_options(f):
     return f
 
 
-def load_model(model_dir: Path | None, provider: str, require_gpu: bool) -> tuple[Bundle, Classifier]:
-    bundle = load_bundle(model_dir)
+def load_model(model_spec: str | None, provider: str, require_gpu: bool) -> tuple[Bundle, Classifier]:
+    bundle = load_bundle(model_spec)
     return bundle, Classifier(bundle, "cuda" if require_gpu else provider)
 
 
@@ -170,10 +170,10 @@ def _terminated(*_) -> None:
 )
 @feed_options
 @model_options
-def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, stream_id, as_json, model_dir,
+def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, stream_id, as_json, model_spec,
            window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
-    bundle, clf = load_model(model_dir, provider, require_gpu)
+    bundle, clf = load_model(model_spec, provider, require_gpu)
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
     lyrics = None if no_lyrics else lyrics_path or lyrics_beside(file)
@@ -191,9 +191,9 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
 @click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
 @feed_options
 @model_options
-def listen(device_spec, duration_s, endpoint, stream_id, as_json, model_dir, window_s, hop_s, provider, require_gpu):
+def listen(device_spec, duration_s, endpoint, stream_id, as_json, model_spec, window_s, hop_s, provider, require_gpu):
     """Classify live input from a capture device and publish genre estimates."""
-    bundle, clf = load_model(model_dir, provider, require_gpu)
+    bundle, clf = load_model(model_spec, provider, require_gpu)
     device = select_device(device_spec)
     capture = Capture(device, bundle.meta.frontend.sample_rate)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -297,9 +297,9 @@ def devices():
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
 @model_options
-def classify(files, as_json, model_dir, window_s, hop_s, provider, require_gpu):
+def classify(files, as_json, model_spec, window_s, hop_s, provider, require_gpu):
     """One genre verdict per file; a bad file is reported and the others still processed."""
-    bundle, clf = load_model(model_dir, provider, require_gpu)
+    bundle, clf = load_model(model_spec, provider, require_gpu)
     settings = StreamSettings(window_s=window_s, hop_s=hop_s)
     failed = 0
     for file in files:
@@ -324,6 +324,43 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
     else:
         padded = " (shorter than one window: looped)" if verdict["padded"] else ""
         click.echo(f"{file}: {verdict['genre']} {verdict['confidence']:.0%} over {verdict['windows']} windows{padded}")
+
+
+@main.command(name="models")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
+def models_cmd(as_json):
+    """The shipped models: name, honest accuracy, cost per window and size."""
+    rows = [model_summary(load_bundle(name)) for name in available_models()]
+    if as_json:
+        for row in rows:
+            print_json(row)
+        return
+    click.echo(f"{'name':<18} {'CV track acc':<22} {'valid':<6} {'ms/window':<10} {'× real time':<12} size")
+    for r in rows:
+        cv = f"{r['cv_track_acc']:.3f} ({r['cv_folds']})" if r["cv_track_acc"] is not None else "–"
+        valid = f"{r['valid_track_acc']:.3f}" if r["valid_track_acc"] is not None else "–"
+        ms = f"{r['ms_per_window']:.2f}" if r["ms_per_window"] else "–"
+        rt = f"{500 / r['ms_per_window']:.0f}×" if r["ms_per_window"] else "–"
+        star = " (default)" if r["default"] else ""
+        click.echo(f"{r['name']:<18} {cv:<22} {valid:<6} {ms:<10} {rt:<12} {r['size_mb']:.1f} MB{star}")
+
+
+def model_summary(bundle: Bundle) -> dict:
+    """What `rtgenre models` says of a bundle, from its own meta.json (figures measured when it was made)."""
+    extra = bundle.meta.extra
+    validation = extra.get("validation", {})
+    folds = extra.get("training", {}).get("folds_by", "track")
+    size = sum(f.stat().st_size for f in bundle.path.iterdir() if f.is_file())
+    return {
+        "name": bundle.meta.name if bundle.path.name == bundle.meta.name else bundle.path.name,
+        "default": bundle.path.resolve() == DEFAULT_MODEL.resolve(),
+        "cv_track_acc": validation.get("cv", {}).get("track_acc"),
+        "cv_folds": f"{folds} folds",
+        "valid_track_acc": validation.get("valid", {}).get("track_acc"),
+        "ms_per_window": extra.get("ms_per_window"),
+        "size_mb": size / 1e6,
+        "path": str(bundle.path),
+    }
 
 
 @main.command(name="subscribe")

@@ -13,6 +13,7 @@ import yaml
 
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT
+from .model import available_models
 
 SOURCES = ("device", "file", "url")
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
@@ -79,7 +80,7 @@ class LyricsSection:
 @dataclass(frozen=True)
 class ServeConfig:
     streams: list[StreamSection]
-    model: str | None = None  # bundle directory; None: the shipped default
+    model: str | None = None  # a shipped model's name (rtgenre models) or a bundle directory; None: the default
     provider: str = field(default="auto", metadata=_range(choices=("auto", "cpu", "cuda")))
     threads: int = field(default=1, metadata=_range(1, 256))
     feed: FeedSection = field(default_factory=FeedSection)
@@ -129,13 +130,16 @@ def _resolve_paths(cfg: ServeConfig, base: Path) -> ServeConfig:
     def resolve(p: str | None) -> str | None:
         return None if p is None else str((base / p).resolve())
 
+    def model(p: str | None) -> str | None:  # a shipped model's name stays a name unless such a folder is here
+        return p if p in available_models() and not (base / p).is_dir() else resolve(p)
+
     feed = dataclasses.replace(
         cfg.feed, curve_secret_key=resolve(cfg.feed.curve_secret_key),
         curve_authorized_keys=resolve(cfg.feed.curve_authorized_keys),
     )  # fmt: skip
     streams = [dataclasses.replace(s, path=resolve(s.path)) for s in cfg.streams]
     lyrics = dataclasses.replace(cfg.lyrics, model=resolve(cfg.lyrics.model))
-    return dataclasses.replace(cfg, model=resolve(cfg.model), feed=feed, streams=streams, lyrics=lyrics)
+    return dataclasses.replace(cfg, model=model(cfg.model), feed=feed, streams=streams, lyrics=lyrics)
 
 
 def _fail(path: Path, node: yaml.Node, key: str, message: str) -> typing.NoReturn:

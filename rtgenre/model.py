@@ -22,7 +22,8 @@ from .frontend import MelFrontend, MelParams
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "rtgenre-bundle/1"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "crnn2d-gtzan"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # the shipped bundles, by name
+DEFAULT_MODEL = MODELS_DIR / "crnn2d-gtzan"
 MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
 MAX_BATCH = 32
 
@@ -123,9 +124,29 @@ def check_files(root: Path, what: str, files, names: tuple[str, ...]) -> None:
             raise ModelError(f"{what} {root}: {name} sha256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)")
 
 
+def available_models() -> list[str]:
+    """The names of the shipped model bundles (``--model NAME`` and ``model: NAME`` take them)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(d.name for d in MODELS_DIR.iterdir() if (d / "model.onnx").is_file() and (d / "meta.json").is_file())
+
+
+def resolve_model(spec: str | os.PathLike | None) -> Path:
+    """A bundle directory from a shipped model's name or a directory (None: the default model)."""
+    if spec is None:
+        return DEFAULT_MODEL
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    if str(spec) in available_models():
+        return MODELS_DIR / str(spec)
+    known = ", ".join(available_models()) or "none"
+    raise ModelError(f"model {str(spec)!r}: no such directory nor shipped model (shipped: {known})")
+
+
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
-    """Load and verify a bundle; any inconsistency is a one-line ``ModelError``."""
-    root = Path(path) if path is not None else DEFAULT_MODEL
+    """Load and verify a bundle, given by name or directory; any inconsistency is a one-line ``ModelError``."""
+    root = resolve_model(path)
     try:
         meta = ModelMeta.from_json(read_meta(root, "model bundle"))
     except ModelError as e:

@@ -19,9 +19,9 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import fusion_mel, fusion_report
+from . import fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
-from .card import model_card
+from .card import model_card, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
@@ -36,6 +36,7 @@ from .saliency import plot_tracks
 from .train import Example, TrainConfig, predict_tracks, train
 
 EVAL_HOP_S = 1.5
+LEVELS_DB = (0.0, -10.0, -20.0, -30.0, -40.0)  # input levels at which the valid split is scored
 
 
 @dataclass
@@ -293,6 +294,117 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         plot_curves(curves, out / f"curves_{family}.png")
         rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, window_s)}
         write_results(out, rows, folds, folds_by, c.tracks, cfg, note)
+
+
+@main.command(name="transfer")
+@click.option(
+    "--data",
+    "data_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/.",
+)
+@click.option(
+    "--clips",
+    "clips_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Optional folder of 2–3 s clips in the same layout (shared gtzan_clips/).",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, without dependencies).",
+)
+@click.option(
+    "--net", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=transfer.TransferConfig.net, show_default=True
+)
+@click.option(
+    "--features",
+    type=click.Choice(["pooled", "penultimate"]),
+    default=transfer.TransferConfig.features,
+    show_default=True,
+)
+@click.option(
+    "--c", "c", default=transfer.TransferConfig.c, show_default=True, help="Logistic regression's inverse L2."
+)
+@click.option("--no-level-norm", is_flag=True, help="Feed musicnn the absolute level (the verdict follows gain).")
+@click.option("--folds", default=5, show_default=True)
+@click.option("--fold-seeds", default=3, show_default=True, help="Artist-grouped CV repeated over this many splits.")
+@click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs).")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=Path.home() / ".cache" / "rtgenre",
+    help="Cache of log-mel, features and the wheel.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
+@click.option("--hop", "hop_s", default=0.5, show_default=True, help="Default runtime hop written to the bundle.")
+def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, folds, fold_seeds, limit, cache,
+                 out, hop_s):  # fmt: skip
+    """A genre head on the frozen pretrained musicnn: artist-grouped CV, valid split, levels, bundle."""
+    cfg = transfer.TransferConfig(net=net, features=features, c=c, level_norm=not no_level_norm)
+    tracks = [t for t in find_tracks(data_root) + (find_tracks(clips_root, kind="clip") if clips_root else [])
+              if t.split in ("train", "valid")]  # fmt: skip
+    if limit:
+        tracks = [t for g in GENRES for t in [t for t in tracks if t.genre == g][:limit]]
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    log(f"{len(tracks)} tracks ({sum(t.kind == 'clip' for t in tracks)} clips); musicnn log-mel")
+    mels, params, fb = transfer.collection_mels(tracks, cache / "mel")
+    wheel = wheel or transfer.fetch_wheel(cache / "wheels")
+    n, hop = params.frames(transfer.WINDOW_S), params.frames(transfer.EVAL_HOP_S)
+    model = transfer.build(wheel, cfg, transfer.reference_power(mels, n, hop))
+    feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log)
+    labels = [GENRES.index(t.genre) for t in tracks]
+    by = "artist" if has_artists(tracks) else "track"
+
+    def cv(seed: int, grouping: str) -> list[np.ndarray]:
+        fold = folds_of(tracks, folds, seed, grouping)
+        probs: list = [None] * len(tracks)
+        for k in range(folds):
+            train_idx = np.flatnonzero(fold != k)
+            head = transfer.fit_head([feats[i] for i in train_idx], [labels[i] for i in train_idx], cfg.c)
+            for i in np.flatnonzero(fold == k):
+                probs[i] = head.probs(feats[i])
+        return probs
+
+    full = [i for i, t in enumerate(tracks) if t.kind == "full"]
+    runs = [cv(s, by) for s in range(fold_seeds)]
+    results = {
+        "cv": score(runs[0], labels),
+        "cv_full_tracks": score([runs[0][i] for i in full], [labels[i] for i in full]),
+    }
+    seeds = {s: score(r, labels).track_acc for s, r in enumerate(runs)}
+    if by == "artist":
+        results["cv_by_track"] = score(cv(0, "track"), labels)
+    train_idx = [i for i, t in enumerate(tracks) if t.split == "train"]
+    valid_idx = [i for i, t in enumerate(tracks) if t.split == "valid"]
+    levels = {}
+    if valid_idx:
+        head = transfer.fit_head([feats[i] for i in train_idx], [labels[i] for i in train_idx], cfg.c)
+        results["valid"] = score([head.probs(feats[i]) for i in valid_idx], [labels[i] for i in valid_idx])
+        valid_model = transfer.with_head(model, head)
+        for gain in LEVELS_DB:  # the same audio turned down: dB log-mel shifts by the gain, floored as the front end
+            shifted = [np.maximum(mels[i] + gain, 10 * np.log10(params.amin)) for i in valid_idx]
+            probs = transfer.predict(valid_model, shifted, n, hop)
+            levels[f"{gain:g} dB"] = score(probs, [labels[i] for i in valid_idx]).track_acc
+            log(f"valid split at {gain:g} dB: {levels[f'{gain:g} dB']:.3f}")
+    final = transfer.with_head(model, transfer.fit_head(feats, labels, cfg.c))
+    extra = {
+        "family": f"transfer-{cfg.net}",
+        "training": {"config": transfer.describe(cfg), "data": {"tracks": len(tracks)}, "folds_by": by,
+                     "fold_seed_track_acc": seeds, "eval_hop_seconds": transfer.EVAL_HOP_S},
+        "validation": {k: v.to_json() for k, v in results.items()},
+        "valid_track_acc_by_input_level": levels,
+        "credits": "musicnn, Jordi Pons and Xavier Serra, 2019 (ISC licence): MSD/MTT-trained weights",
+    }  # fmt: skip
+    meta = write_bundle(out, final, out.name, GENRES, params, fb, transfer.WINDOW_S, hop_s, extra, "")
+    ms = meta.extra["ms_per_window"]
+    (out / "MODEL_CARD.md").write_text(transfer_card(out.name, cfg, tracks, results, seeds, levels, ms, by))
+    plot_confusion(results["cv"].confusion, out / "confusion.png", f"musicnn transfer, {by}-grouped CV, seed 0")
+    click.echo(json.dumps({"name": meta.name, "ms_per_window": round(ms, 2), "levels": levels,
+                           **{k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()},
+                           "fold_seeds": seeds}))  # fmt: skip
 
 
 def lyric_options(f):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,28 +15,18 @@ from rtgenre.frontend import MelParams
 from .augment import RECIPES
 from .data import GENRES
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion
-from .export import export_onnx
+from .export import export_onnx, onnx_ms_per_window
 from .train import TrainConfig
 
 
 def window_cost(family: str, params: MelParams, window_s: float) -> float:
-    """Milliseconds per window in ONNX Runtime on one thread, batches of 32 (the runtime's path)."""
-    import onnxruntime as ort
-
+    """Milliseconds per window of a family's graph in ONNX Runtime on one thread, batches of 32."""
     from .models import build
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
         export_onnx(build(family, params.n_mels, len(GENRES)).eval(), path, params.frames(window_s), params.n_mels)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).normal(-30, 20, (32, params.frames(window_s), params.n_mels)).astype(np.float32)
-        session.run(None, {"mel": x})
-        t0 = time.perf_counter()
-        for _ in range(10):
-            session.run(None, {"mel": x})
-        return (time.perf_counter() - t0) / 320 * 1e3
+        return onnx_ms_per_window(path, params.frames(window_s), params.n_mels)
 
 
 def budget_of(cfg: TrainConfig) -> dict:

@@ -98,12 +98,16 @@ class Musicnn(nn.Module):
         self.out = nn.Linear(shape.backend, shape.classes)
         self.embedding_size = shape.backend
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The back end's input: max and mean over time of every front- and mid-end feature, interleaved."""
         h = self.input_bn(x.unsqueeze(1))
         front = torch.cat([block(h) for block in self.frontend], dim=1)  # (B, 561, T)
         mid = torch.cat(self.midend(front), dim=1)  # (B, 753, T)
-        pooled = torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)  # max, mean interleaved
-        return self.dense_bn(torch.relu(self.dense(self.dropout(self.pool_bn(pooled)))))
+        return torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer (musicnn's own "penultimate" feature)."""
+        return self.dense_bn(torch.relu(self.dense(self.dropout(self.pool_bn(self.pooled(x))))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(self.embed(x)))

@@ -1,0 +1,75 @@
+"""The musicnn port: its checkpoint read without TensorFlow, its outputs against the original graph's, and the
+transfer model's level invariance."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rtgenre.frontend import MelFrontend
+from training import musicnn, transfer
+from training.filterbank import mel_filterbank
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "musicnn_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def wheel() -> Path:
+    """The musicnn wheel `make test` fetches into .musicnn/ (pip download --no-deps musicnn==0.1.0)."""
+    found = sorted((ROOT / ".musicnn").glob("musicnn-0.1.0-*.whl"))
+    if found:
+        return found[0]
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but .musicnn/ holds no musicnn wheel: `make test` downloads it")
+    pytest.skip("needs the musicnn wheel in .musicnn/ (make .musicnn/musicnn-0.1.0-py3-none-any.whl)")
+
+
+@pytest.fixture(scope="module")
+def port(wheel) -> musicnn.Musicnn:
+    return musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+
+
+def test_the_checkpoint_is_read_without_tensorflow(wheel):
+    v = musicnn.read_wheel(wheel)
+    assert v["conv2d/kernel"].shape == (7, 38, 1, 204)  # the 0.4·96-band timbral filters
+    assert v["dense_1/kernel"].shape == (200, 50) and v["dense_1/kernel"].dtype == np.float32
+    assert np.isfinite(v["batch_normalization_10/moving_variance"]).all()
+
+
+def test_the_port_matches_the_original_tensorflow_model(port):
+    ref = np.load(FIXTURE)
+    with torch.no_grad():
+        x = torch.from_numpy(ref["mel"])
+        probs = torch.sigmoid(port(x)).numpy()
+        penultimate = port.embed(x).numpy()
+    assert np.abs(probs - ref["probs"]).max() <= 1e-4
+    assert np.abs(penultimate - ref["penultimate"]).max() <= 1e-3
+    top = [musicnn.MSD_LABELS[i] for i in probs.argmax(1)]
+    assert top[:2] == ["jazz", "jazz"] and top[2] in ("punk", "metal", "rock", "hard rock")
+
+
+def test_the_front_end_gives_the_fixture_its_input(data):
+    """The reference patches came from rtgenre's own front end at musicnn's settings: it still gives them."""
+    from helpers import DATA
+
+    from rtgenre.audio import FileSource
+
+    ref = np.load(FIXTURE)
+    frontend = MelFrontend(musicnn.PARAMS, mel_filterbank(musicnn.PARAMS))
+    for patch, name in zip(ref["mel"], ref["files"], strict=True):
+        file, start = str(name).split("@")
+        y = np.concatenate(list(FileSource(str(DATA / file), musicnn.PARAMS.sample_rate, block_seconds=30.0)))
+        first = round(float(start.rstrip("s")) * musicnn.PARAMS.frame_rate)
+        np.testing.assert_allclose(frontend.mel(y)[first : first + len(patch)], patch, atol=1e-4)
+
+
+def test_level_normalisation_makes_the_verdict_level_free(port):
+    model = transfer.TransferModel(port, transfer.LevelNorm(1e-3), "pooled", 10).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    x = torch.from_numpy(np.random.default_rng(0).normal(-40, 15, (2, 187, 96)).astype(np.float32))
+    with torch.no_grad():
+        loud, quiet = torch.softmax(model(x), 1), torch.softmax(model(x - 30.0), 1)
+    assert (loud - quiet).abs().max() < 1e-4
