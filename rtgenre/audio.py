@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -135,24 +136,37 @@ class FileSource(ClocklessSource):
 class FfmpegSource(ClocklessSource):
     """Anything ffmpeg opens (an internet radio station, an HTTP or RTSP stream, a file) decoded by
     an ffmpeg child process to mono float32 at the model rate. ``-re`` reads at the native rate,
-    so a finite input behaves like a live one."""
+    so a finite input behaves like a live one. A server that accepts the connection and then
+    sends nothing would block a read forever: ``stall_s`` without a byte is a failure instead."""
 
-    def __init__(self, url: str, sample_rate: int, block_seconds: float = 0.1):
+    def __init__(self, url: str, sample_rate: int, block_seconds: float = 0.1, stall_s: float = 10.0):
         if shutil.which("ffmpeg") is None:
             raise AudioError(f"{url}: URL sources need ffmpeg (Debian: apt-get install ffmpeg)")
         self.url = url
         self.sample_rate = sample_rate
         self.info = SourceInfo(url, sample_rate, 1, None)
         self._bytes = 4 * max(1, int(block_seconds * sample_rate))
+        self._stall_s = stall_s
         self._proc: subprocess.Popen | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i", self.url,
                "-f", "f32le", "-ac", "1", "-ar", str(self.sample_rate), "pipe:1"]  # fmt: skip
         self._proc = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        fd, rest = proc.stdout.fileno(), b""
         try:
-            while data := proc.stdout.read(self._bytes):
-                yield np.frombuffer(data[: len(data) // 4 * 4], np.float32)
+            while True:
+                if not select.select([fd], [], [], self._stall_s)[0]:
+                    if self._stopped:
+                        return
+                    raise AudioError(f"{self.url}: no audio for {self._stall_s:g} s (the source stalled)")
+                data = os.read(fd, self._bytes)
+                if not data:
+                    break
+                data, cut = rest + data, (len(rest) + len(data)) // 4 * 4
+                data, rest = data[:cut], data[cut:]
+                if data:
+                    yield np.frombuffer(data, np.float32)
             if proc.wait() != 0 and not self._stopped:
                 lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
                 raise AudioError(f"{self.url}: ffmpeg failed ({lines[-1] if lines else f'exit {proc.returncode}'})")

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .errors import RtgenreError
-from .feed import DEFAULT_ENDPOINT
+from .feed import DEFAULT_ENDPOINT, check_stream_id
 from .model import available_models
 
 SOURCES = ("device", "file", "url")
@@ -45,6 +45,7 @@ class StreamSection:
     loop: bool = False  # source: file
     speed: float = field(default=1.0, metadata=_range(0.1, 100.0))  # source: file, × real time
     url: str | None = None  # source: url (decoded by ffmpeg)
+    stall_timeout: float = field(default=10.0, metadata=_range(1.0, 600.0))  # source: url, s without audio = failed
     window: float | None = field(default=None, metadata=_range(1.0, 3.0))
     hop: float | None = field(default=None, metadata=_range(0.05, 3.0))
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
@@ -199,6 +200,10 @@ def _check_streams(cfg: ServeConfig, node: yaml.MappingNode, path: Path) -> None
         _fail(path, streams_node, "streams", "must list at least one stream")
     seen: dict[str, int] = {}
     for i, (s, n) in enumerate(zip(cfg.streams, streams_node.value, strict=True)):
+        try:
+            check_stream_id(s.id)
+        except RtgenreError as e:
+            _fail(path, n, f"streams[{i}].id", str(e))
         if s.id in seen:
             _fail(path, n, f"streams[{i}].id", f"duplicate stream id {s.id!r} (also streams[{seen[s.id]}])")
         seen[s.id] = i

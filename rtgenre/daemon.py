@@ -91,7 +91,7 @@ class StreamRunner:
             return Capture(select_device(s.device), sr)
         if s.source == "file":
             return FileSource(s.path, sr, block_seconds=0.02)
-        return FfmpegSource(s.url, sr)
+        return FfmpegSource(s.url, sr, stall_s=s.stall_timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -315,7 +315,8 @@ class Daemon:
         streams = {}
         for sid, r in self.runners.items():
             current = r.pipeline.current()
-            streams[sid] = {**r.status(), **r.pipeline.stats(), "genre_state": current.pop("state"), **current}
+            streams[sid] = {**r.status(), **r.pipeline.stats(), "genre_state": current.pop("state"), **current,
+                            "latency_histogram": r.pipeline.latency_histogram.to_json()}  # fmt: skip
         for sid, s in self.ended.items():
             streams.setdefault(sid, s)
         p = self.publisher

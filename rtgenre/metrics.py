@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 
@@ -29,14 +29,14 @@ class StatusCollector:
             "failures": CounterMetricFamily("rtgenre_stream_failures", "Source failures", labels=["stream"]),
         }
         up = GaugeMetricFamily("rtgenre_stream_up", "1 while the stream's source delivers", labels=["stream"])
-        latency = GaugeMetricFamily("rtgenre_latency_seconds", "Hop-to-publish latency", labels=["stream", "quantile"])
+        latency = HistogramMetricFamily("rtgenre_latency_seconds", "Hop-to-publish latency", labels=["stream"])
         for sid, s in st["streams"].items():
             for key, family in per_stream.items():
                 family.add_metric([sid], s.get(key, 0))
             up.add_metric([sid], 1.0 if s["state"] in ("running", "capturing") else 0.0)
-            for q, key in (("0.5", "latency_ms_p50"), ("0.99", "latency_ms_p99")):
-                if s.get(key) is not None:
-                    latency.add_metric([sid, q], s[key] / 1e3)
+            if h := s.get("latency_histogram"):
+                buckets = [(str(le), c) for le, c in zip(h["le"], h["counts"], strict=True)]
+                latency.add_metric([sid], buckets, h["sum"])
         yield from per_stream.values()
         yield up
         yield latency

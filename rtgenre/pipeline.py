@@ -65,6 +65,26 @@ class Recent:
         return self._values[: min(self._n, len(self._values))]
 
 
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Histogram:
+    """Cumulative counts of latencies per bucket since the stream began, as Prometheus histograms count."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_S):
+        self.bounds = bounds
+        self.counts = np.zeros(len(bounds) + 1, np.int64)  # the last bucket is +Inf
+        self.sum = 0.0
+
+    def add(self, x: float) -> None:
+        self.counts[np.searchsorted(self.bounds, x)] += 1
+        self.sum += x
+
+    def to_json(self) -> dict:
+        cumulative = np.cumsum(self.counts).tolist()
+        return {"le": [*self.bounds, "+Inf"], "counts": cumulative, "sum": round(self.sum, 6)}
+
+
 def percentile_ms(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values * 1e3, q)), 3) if len(values) else None
 
@@ -103,6 +123,7 @@ class StreamPipeline:
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
         self._warned_nonfinite = False
         self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
+        self.latency_histogram = Histogram()
 
     # -- audio in -------------------------------------------------------------------------
     def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
@@ -195,6 +216,7 @@ class StreamPipeline:
                 body["audio_probs"] = self._named(audio)
             msgs.append(self._send("window", body))
             self.latencies.add(time.monotonic() - w.arrived)
+            self.latency_histogram.add(time.monotonic() - w.arrived)
         return msgs
 
     def current(self) -> dict:

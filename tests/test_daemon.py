@@ -214,6 +214,13 @@ def test_metrics_endpoint_serves_the_same_figures(tmp_path, data, bundle):
     windows = next(line for line in text.splitlines() if line.startswith('rtgenre_windows_total{stream="a"}'))
     assert float(windows.split()[-1]) >= 2
     assert 'rtgenre_stream_up{stream="a"} 1.0' in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    latency = next(f for f in text_string_to_metric_families(text) if f.name == "rtgenre_latency_seconds")
+    assert latency.type == "histogram"  # not a gauge with a quantile label, which promtool rejects
+    inf = next(s for s in latency.samples if s.name.endswith("_bucket") and s.labels["le"] == "+Inf")
+    count = next(s for s in latency.samples if s.name.endswith("_count"))
+    assert inf.value == count.value >= 2
 
 
 def test_url_stream_through_ffmpeg(tmp_path, data):

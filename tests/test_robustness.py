@@ -279,3 +279,52 @@ def test_replay_ends_with_eos_on_sigterm(music, endpoint):
 def test_a_one_sample_file_gets_no_genre(tmp_path):
     f = write_audio(tmp_path / "one.wav", np.array([0.5], np.float32), 22050)
     assert_one_line_error(rtgenre("classify", str(f)), "shorter than 0.5 s")
+
+
+def test_a_url_that_accepts_and_never_sends_is_a_failed_stream(tmp_path, data):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:  # accepts every connection, reads the request, never answers
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/stream"
+    d = Served(tmp_path, [{"id": "good", "source": "file", "path": track(data, "pop"), "loop": True},
+                          {"id": "silent", "source": "url", "url": url, "stall_timeout": 1.0}])  # fmt: skip
+    try:
+        d.wait_for(lambda: any(m["source"].get("error") for m in d.of("silent", "heartbeat")), timeout=30)
+        hb = [m for m in d.of("silent", "heartbeat") if m["source"].get("error")][-1]
+        assert hb["source"]["state"] == "retrying" and "stalled" in hb["source"]["error"]
+        d.wait_for(lambda: len(held) >= 2, timeout=30)  # it reconnects after the backoff
+        d.wait_for(lambda: len(d.of("good", "window")) >= 3)  # and the other stream never noticed
+    finally:
+        stop.set()
+        d.stop()
+        server.close()
+        for s in held:
+            s.close()
+
+
+def test_a_bad_stream_id_in_the_config_names_its_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("streams:\n  - id: ok\n    source: device\n  - id: 'bad id!'\n    source: device\n")
+    assert_one_line_error(rtgenre("serve", "--config", str(cfg)), f"{cfg}:4: streams[1].id: invalid stream id")
+
+
+def test_a_stream_that_never_got_audio_publishes_no_window(bundle):
+    from rtgenre.pipeline import StreamPipeline, StreamSettings
+
+    pipeline = StreamPipeline(bundle, StreamSettings())
+    assert pipeline.windows(final=True) == []
+    assert pipeline.verdict()["state"] == "too short"
