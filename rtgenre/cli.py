@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
+from . import __version__, api
 from .audio import FileSource, Source
 from .capture import Capture, input_devices, select_device
 from .config import DEFAULT_CONTROL, LyricsSection, bounds
@@ -299,14 +299,12 @@ def devices():
 @model_options
 def classify(files, as_json, model_spec, window_s, hop_s, provider, require_gpu):
     """One genre verdict per file; a bad file is reported and the others still processed."""
-    bundle, clf = load_model(model_spec, provider, require_gpu)
-    settings = StreamSettings(window_s=window_s, hop_s=hop_s)
+    model = api.Model(*load_model(model_spec, provider, require_gpu))
     failed = 0
     for file in files:
         try:
-            source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S)
-            eos = run_source(source, StreamPipeline(bundle, settings, None, clf.provider), clf, realtime=False)
-            report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
+            result = model.classify(file, window_s=window_s, hop_s=hop_s)
+            report_verdict(file, result.to_json(), as_json=json_mode(as_json))
         except RtgenreError as e:
             click.echo(f"rtgenre: error: {e}", err=True)
             failed += 1

@@ -33,8 +33,9 @@ RECIPES = {"full": AugmentConfig(), "light": AugmentConfig(stretch=0.0, pitch_ba
 DEFAULT_RECIPE = "light"
 
 
-def crop(mel: np.ndarray, n: int, rng: np.random.Generator, stretch: float = 0.0) -> np.ndarray:
-    """A random ``n``-frame window (time shift), time-stretched by a random rate; short input loops."""
+def crop(mel: np.ndarray, n: int, rng: np.random.Generator, stretch: float = 0.0) -> tuple[np.ndarray, int]:
+    """A random ``n``-frame window (time shift), time-stretched by a random rate, and the frame it starts at
+    (a teacher's label for that place); short input loops."""
     rate = rng.uniform(1 - stretch, 1 + stretch) if stretch else 1.0
     need = max(2, int(np.ceil(n * rate)))
     if len(mel) < need:
@@ -43,12 +44,12 @@ def crop(mel: np.ndarray, n: int, rng: np.random.Generator, stretch: float = 0.0
     start = int(rng.integers(len(mel) - need + 1))
     window = mel[start : start + need]
     if need == n:
-        return window.copy()
+        return window.copy(), start
     pos = np.linspace(0, need - 1, n)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, need - 1)
     frac = (pos - lo)[:, None].astype(np.float32)
-    return window[lo] * (1 - frac) + window[hi] * frac
+    return window[lo] * (1 - frac) + window[hi] * frac, start
 
 
 def augment(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:

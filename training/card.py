@@ -76,6 +76,19 @@ tracks.
                     "during training.")  # fmt: skip
     else:
         stopping = "every epoch runs and the last is kept: no early stopping, so nothing is tuned to any fold."
+    variant = ""
+    if cfg.distill:
+        extra = data.get("extra_unlabelled")
+        songs = (f", and on the teacher's labels alone for {extra['songs']} unlabelled non-GTZAN songs from "
+                 f"`{extra['root']}` (never evaluated)") if extra else ""  # fmt: skip
+        variant += (f"\n\nDistilled: {cfg.distill:.0%} of each window's target is the soft label of a teacher (a "
+                    "linear head on the pretrained musicnn, fitted on the same run's training tracks only) for that "
+                    f"place in the track{songs}. musicnn: Jordi Pons and Xavier Serra, 2019, ISC licence.")  # fmt: skip
+    if cfg.level_norm:
+        variant += (
+            "\n\nLevel normalisation: the graph subtracts each window's mean dB first, so the verdict "
+            "does not follow the input level; the silence gate still sees the true level."
+        )
     return f"""# Model card: {name}
 
 A `{family}` classifier of log-mel windows into the ten GTZAN genres, for real-time use in
@@ -96,7 +109,7 @@ non-GTZAN songs of `extra/` were **not** used. The test part of the split was no
 Class-balanced sampling (each genre drawn equally often), random 3 s crops (clips looped to fill
 a window, as the runtime pads short input), random gain ±{a.gain_db:g} dB, {warps}SpecAugment masks,
 mixup (α {a.mixup_alpha}). At most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, AdamW,
-one-cycle learning rate, seed {cfg.seed}; {stopping}
+one-cycle learning rate, seed {cfg.seed}; {stopping}{variant}
 {compared}
 ## Evaluation ({folds_by}-grouped folds: no {"artist" if folds_by == "artist" else "slice of a track"} on both sides)
 Window accuracy scores every {cfg.window_s:g} s window (1.5 s hop); a track's verdict is the mean of

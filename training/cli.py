@@ -19,7 +19,7 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import fusion_mel, fusion_report, transfer
+from . import distill, fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import model_card, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
@@ -47,6 +47,7 @@ class Collection:
     params: MelParams
     filterbank: np.ndarray
     data: dict
+    teacher: distill.Teacher | None = None  # a run's training examples with soft labels (distillation)
 
 
 def load_collection(data_root: Path, clips_root: Path | None, limit: int | None, cache: Path) -> Collection:
@@ -77,11 +78,27 @@ def grouping(c: Collection, folds_by: str) -> str:
 
 def checkpoint_path(folder: Path | None, cfg: TrainConfig, run: str) -> Path | None:
     """Where one run of a family and seed keeps its checkpoint: a CV fold, the valid split or the final model."""
-    return folder / f"{cfg.family}-s{cfg.seed}-{run}.pt" if folder else None
+    variant = ("-ln" if cfg.level_norm else "") + (f"-d{cfg.distill:g}" if cfg.distill else "")
+    return folder / f"{cfg.family}{variant}-s{cfg.seed}-{run}.pt" if folder else None
+
+
+def attach_teacher(c: Collection, cfg: TrainConfig, extra_root: Path | None, wheel: Path | None, cache: Path) -> None:
+    """With ``cfg.distill``: every run trains on soft labels of a musicnn teacher fitted on its own tracks."""
+    if not cfg.distill:
+        return
+    extra = find_tracks(extra_root, kind="extra") if extra_root else []
+    frontend = MelFrontend(c.params, c.filterbank)
+    click.echo(f"distillation: musicnn teacher, {len(extra)} unlabelled extra songs", err=True)
+    c.teacher = distill.make_teacher(
+        c.tracks, c.mels, c.labels, extra, [track_mel(t, frontend, cache) for t in extra],
+        c.params.frames(transfer.EVAL_HOP_S), wheel or transfer.fetch_wheel(cache.parent / "wheels"), cache.parent,
+        log=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    c.data["extra_unlabelled"] = {"root": str(extra_root), "songs": len(extra)} if extra else None
 
 
 def fit(c: Collection, idx, cfg: TrainConfig, checkpoint: Path | None = None):
-    examples = [Example(c.mels[i], c.labels[i]) for i in idx]
+    examples = c.teacher(idx) if c.teacher else [Example(c.mels[i], c.labels[i]) for i in idx]
     return train(examples, cfg, c.params.frames(cfg.window_s), checkpoint, log=lambda m: click.echo(m, err=True))
 
 
@@ -179,16 +196,25 @@ def common(f):
                           "of them for every epoch and keeps the last."),
         click.option("--threads", default=TrainConfig.threads, show_default=True,
                      help="Torch threads; two one-thread runs side by side beat one two-thread run on 2 cores."),
+        click.option("--level-norm", is_flag=True,
+                     help="Subtract each window's mean dB in the graph: the verdict stops following the input level."),
+        click.option("--distill", default=TrainConfig.distill, show_default=True, type=click.FloatRange(0, 1),
+                     help="Share of each target taken from a musicnn teacher's soft labels (0: hard labels only)."),
+        click.option("--extra", "extra_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Unlabelled songs (shared extra/) the student learns from the teacher alone."),
+        click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The musicnn wheel for the teacher (default: fetched from PyPI into the cache)."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction) -> TrainConfig:
+def config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction,
+           level_norm=False, distill=0.0) -> TrainConfig:  # fmt: skip
     return TrainConfig(family=family, window_s=window_s, epochs=epochs, patience=patience,
                        windows_per_epoch=windows_per_epoch, seed=seed, threads=threads, augment=RECIPES[augment],
-                       val_fraction=val_fraction)  # fmt: skip
+                       val_fraction=val_fraction, level_norm=level_norm, distill=distill)  # fmt: skip
 
 
 @click.group()
@@ -206,9 +232,11 @@ def main() -> None:
               help="Compare outputs (repeatable): the CV of this family and seed from the one run at this "
                    "recipe stands in for running CV again; every output's table goes into the model card.")  # fmt: skip
 def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, folds_by, limit, cache,
-              checkpoints, augment, val_fraction, threads, out, family, hop_s, seed, comparison):  # fmt: skip
+              checkpoints, augment, val_fraction, threads, level_norm, distill, extra_root, wheel, out, family, hop_s,
+              seed, comparison):  # fmt: skip
     """Evaluate one family (CV, valid split), train it on everything, export the bundle."""
-    cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
+    cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction,
+                 level_norm, distill)  # fmt: skip
     tables: list[tuple[str, str]] = []
     seeds: dict[int, float] = {}
     if comparison:
@@ -218,6 +246,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
             raise click.BadParameter(str(e), param_hint="--comparison") from None
     c = load_collection(data_root, clips_root, limit, cache)
     folds_by = grouping(c, folds_by)
+    attach_teacher(c, cfg, extra_root, wheel, cache)
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
     histories: dict[str, list[dict]] = {}
@@ -259,15 +288,16 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     help="Instead of training: one table from compare outputs over disjoint families or seeds (repeatable).",
 )
 def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epoch, folds, folds_by, limit, cache,
-                checkpoints, augment, val_fraction, threads, out, families, seeds, note, first_seed,
-                merge_dirs):  # fmt: skip
+                checkpoints, augment, val_fraction, threads, level_norm, distill, extra_root, wheel, out, families,
+                seeds, note, first_seed, merge_dirs):  # fmt: skip
     """Cross-validate every family over several seeds; write RESULTS.md, results.json and plots."""
     c = load_collection(data_root, clips_root, limit, cache)
     folds_by = grouping(c, folds_by)
     out.mkdir(parents=True, exist_ok=True)
+    variant = {"level_norm": level_norm, "distill": distill}
     if merge_dirs:
         cfg = config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads, augment,
-                     val_fraction)  # fmt: skip
+                     val_fraction, **variant)  # fmt: skip
         try:
             merge(out, merge_dirs, families.split(","), folds, folds_by, c.tracks, cfg, c.params, note)
         except ValueError as e:
@@ -275,13 +305,16 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         return
     if checkpoints:
         checkpoints.mkdir(parents=True, exist_ok=True)
+    attach_teacher(c, config(families.split(",")[0], window_s, epochs, patience, windows_per_epoch, 0, threads,
+                             augment, val_fraction, **variant), extra_root, wheel, cache)  # fmt: skip
     rows = {}
     for family in families.split(","):
         if family not in FAMILIES:
             raise click.BadParameter(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         runs, curves = [], {}
         for seed in range(first_seed, first_seed + seeds):
-            cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction)
+            cfg = config(family, window_s, epochs, patience, windows_per_epoch, seed, threads, augment, val_fraction,
+                         **variant)  # fmt: skip
             scores, histories = cross_validate(c, cfg, folds, checkpoints, folds_by)
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)

@@ -32,14 +32,19 @@ def window_cost(family: str, params: MelParams, window_s: float) -> float:
 def budget_of(cfg: TrainConfig) -> dict:
     """What makes two runs of a family comparable: the same window, training budget and recipe."""
     keys = ("window_s", "epochs", "windows_per_epoch", "patience", "val_fraction")
-    return json.loads(json.dumps({**{k: getattr(cfg, k) for k in keys}, "augment": asdict(cfg.augment)}))
+    variant = {k: getattr(cfg, k) for k in ("level_norm", "distill") if getattr(cfg, k)}  # absent: as before them
+    return json.loads(json.dumps({**{k: getattr(cfg, k) for k in keys}, "augment": asdict(cfg.augment), **variant}))
 
 
 def recipe_text(cfg: TrainConfig) -> str:
     augment = next((k for k, v in RECIPES.items() if v == cfg.augment), "custom")
     stopping = (f"early stopping on {cfg.val_fraction:.0%} inner-validation tracks, patience {cfg.patience}"
                 if cfg.val_fraction else "no early stopping (every training track, the last epoch kept)")  # fmt: skip
-    return f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, {stopping}, `{augment}` augmentation"
+    variant = (", per-window level normalisation" if cfg.level_norm else "") + (
+        f", {cfg.distill:.0%} of each target from a musicnn teacher's soft labels" if cfg.distill else ""
+    )
+    return (f"at most {cfg.epochs} epochs of {cfg.windows_per_epoch} windows, {stopping}, `{augment}` augmentation"
+            f"{variant}")  # fmt: skip
 
 
 def read_saved(folder: Path, budget: dict | None = None) -> dict:

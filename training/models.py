@@ -9,15 +9,19 @@ from rtgenre.frontend import MelParams
 
 
 class Standardize(nn.Module):
-    """Fixed dB -> unit scale from training-set statistics: the same for every window, unlike
-    per-window normalisation, which would make a window's features depend on its content."""
+    """Fixed dB -> unit scale from training-set statistics. With ``level_norm`` each window's mean dB is
+    subtracted first: a gain is a constant dB shift, so the verdict stops following the input level (a
+    quiet microphone), at the price of a window's features depending on its own loudness."""
 
-    def __init__(self, mean: float = -20.0, std: float = 20.0):
+    def __init__(self, mean: float = -20.0, std: float = 20.0, level_norm: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean))
         self.register_buffer("std", torch.tensor(std))
+        self.level_norm = level_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.level_norm:
+            x = x - x.mean(dim=(1, 2), keepdim=True)
         return (x - self.mean) / self.std
 
 
@@ -212,12 +216,18 @@ FAMILIES = {"cnn": CNN, "crnn2d": CRNN2D, "crnn1d": CRNN1D, "rnn": RNN, "cnnlstm
 def fit_standardize(model: nn.Module, mels: list) -> None:
     """Set a model's fixed dB scaling from its training log-mel (families without one are left alone)."""
     if isinstance(getattr(model, "norm", None), Standardize):
-        frames = torch.cat([torch.as_tensor(m) for m in mels])
+        shift = model.norm.level_norm
+        frames = torch.cat([torch.as_tensor(m - m.mean() if shift else m) for m in mels])
         model.norm.mean.fill_(float(frames.mean()))
         model.norm.std.fill_(float(frames.std(correction=0)))
 
 
-def build(family: str, n_mels: int, n_classes: int) -> nn.Module:
+def build(family: str, n_mels: int, n_classes: int, level_norm: bool = False) -> nn.Module:
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[family](n_mels, n_classes)
+    model = FAMILIES[family](n_mels, n_classes)
+    if level_norm:
+        if not isinstance(getattr(model, "norm", None), Standardize):
+            raise ValueError(f"{family} reads absolute dB (hand-made features): no level normalisation")
+        model.norm.level_norm = True
+    return model

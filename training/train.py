@@ -40,12 +40,25 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     augment: AugmentConfig = RECIPES[DEFAULT_RECIPE]
+    level_norm: bool = False  # subtract each window's mean dB in the graph: the same verdict at any input level
+    distill: float = 0.0  # share of a labelled window's target taken from its teacher's soft label (Example.soft)
 
 
 @dataclass
 class Example:
     mel: np.ndarray  # (frames, n_mels) of the whole track
-    label: int
+    label: int  # for an unlabelled track, its teacher's verdict (used only to balance the sampling)
+    soft: np.ndarray | None = None  # a teacher's probabilities of the track's patches, one per ``soft_hop`` frames
+    soft_hop: int = 1
+    labelled: bool = True  # False: the target is the teacher's soft label alone
+
+    def target(self, start: int, eye: np.ndarray, distill: float) -> np.ndarray:
+        """The training target of the window starting at frame ``start``."""
+        if self.soft is None:
+            return eye[self.label]
+        soft = self.soft[min(round(start / self.soft_hop), len(self.soft) - 1)]
+        share = 1.0 if not self.labelled else distill
+        return (1.0 - share) * eye[self.label] + share * soft.astype(np.float32)
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:
@@ -81,7 +94,7 @@ def train(
     fit = [examples[i] for i in fit_idx]
     val = [examples[i] for i in val_idx]
     # channels-last: the 2-D conv families train about 1.6x faster on CPU (no-op for the others)
-    model = build(cfg.family, fit[0].mel.shape[1], len(GENRES)).to(memory_format=torch.channels_last)
+    model = build(cfg.family, fit[0].mel.shape[1], len(GENRES), cfg.level_norm).to(memory_format=torch.channels_last)
     fit_standardize(model, [e.mel for e in fit])
     labels = np.array([e.label for e in fit])
     weights = balanced_weights(labels)
@@ -113,8 +126,12 @@ def train(
                    disable=not sys.stderr.isatty())  # fmt: skip
         for _ in bar:
             pick = rng.choice(len(fit), cfg.batch_size, p=weights)
-            x = np.stack([augment(crop(fit[i].mel, n_frames, rng, a.stretch), a, rng) for i in pick])
-            x, y = mixup(x, eye[labels[pick]], a.mixup_alpha, rng)
+            windows, targets = [], []
+            for i in pick:  # crop then augment, window by window: the random draws of earlier runs, kept
+                w, start = crop(fit[i].mel, n_frames, rng, a.stretch)
+                windows.append(augment(w, a, rng))
+                targets.append(fit[i].target(start, eye, cfg.distill))
+            x, y = mixup(np.stack(windows), np.stack(targets), a.mixup_alpha, rng)
             logits = model(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
             loss = torch.sum(-torch.from_numpy(y) * torch.log_softmax(logits, dim=1), dim=1).mean()
             opt.zero_grad()

@@ -1,0 +1,44 @@
+"""The library API: a model by name, a verdict for a file or an array, the same as the command line's."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from helpers import rtgenre
+
+import rtgenre as lib
+from rtgenre.errors import AudioError, ModelError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lib.load_model("crnn2d-gtzan")
+
+
+def test_models_by_name():
+    assert "crnn2d-gtzan" in lib.available_models()
+    with pytest.raises(ModelError, match="no such directory nor shipped model"):
+        lib.load_model("no-such-model")
+
+
+def test_a_file_and_its_samples_get_the_cli_verdict(model, data):
+    path = data / "gtzan" / "metal" / "metal.00007.ogg"
+    from_file = model.classify(path)
+    y, sr = sf.read(path, dtype="float32")
+    from_array = model.classify(y, sample_rate=sr)
+    cli = json.loads(rtgenre("classify", "--json", str(path)).stdout)
+    assert from_file.genre == from_array.genre == cli["genre"]
+    assert from_file.confidence == pytest.approx(cli["confidence"], abs=1e-6)
+    assert from_file.window_probs.shape == (len(from_file.window_times), len(model.labels))
+    np.testing.assert_allclose(np.nanmean(from_file.window_probs, axis=0), list(from_file.probs.values()), atol=1e-5)
+
+
+def test_an_array_at_another_rate_in_stereo(model):
+    rng = np.random.default_rng(0)
+    y = (0.1 * rng.standard_normal((44100 * 4, 2))).astype(np.float32)
+    r = model.classify(y, sample_rate=44100)
+    assert r.state == "genre" and len(r.window_times) >= 2
+    with pytest.raises(AudioError, match="sample_rate"):
+        model.classify(y)
+    assert model.classify(np.zeros(100, np.float32), sample_rate=22050).state == "too short"
