@@ -21,11 +21,11 @@ from rtgenre.frontend import MelFrontend, MelParams
 
 from . import distill, fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
-from .card import model_card, transfer_card
+from .card import model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
 from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
-from .export import write_bundle
+from .export import onnx_ms_per_window, write_bundle
 from .filterbank import mel_filterbank
 from .fusion import FitConfig
 from .fusion_mel import track_lyrics
@@ -438,6 +438,67 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
     click.echo(json.dumps({"name": meta.name, "ms_per_window": round(ms, 2), "levels": levels,
                            **{k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()},
                            "fold_seeds": seeds}))  # fmt: skip
+
+
+@main.command(name="quantize")
+@click.option("--model", "model_spec", required=True, help="The float bundle (a shipped name or a directory).")
+@click.option(
+    "--data",
+    "data_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="GTZAN copy: calibration windows from its train split, agreement measured on its valid split.",
+)
+@click.option("--windows", "n_windows", default=256, show_default=True, help="Calibration windows.")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=Path.home() / ".cache" / "rtgenre" / "mel",
+    help="Cache of computed log-mel.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
+def quantize_cmd(model_spec, data_root, n_windows, cache, out):
+    """int8 copy of a bundle (ONNX Runtime static, calibrated on real train-split windows), and what it costs."""
+    from rtgenre.model import Classifier, load_bundle
+
+    from .quantize import quantize
+
+    bundle = load_bundle(model_spec)
+    frontend = bundle.frontend()
+    tracks = find_tracks(data_root)
+    n = bundle.meta.frontend.frames(bundle.meta.window_s)
+    hop = bundle.meta.frontend.frames(EVAL_HOP_S)
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([transfer.patches(track_mel(t, frontend, cache), n, hop)
+                           for t in tracks if t.split == "train"])  # fmt: skip
+    calibration = pool[rng.choice(len(pool), min(n_windows, len(pool)), replace=False)]
+    valid = [t for t in tracks if t.split == "valid"]
+    windows = [transfer.patches(track_mel(t, frontend, cache), n, hop) for t in valid]
+    labels = [GENRES.index(t.genre) for t in valid]
+    quantize(bundle, calibration, out)
+    fp, q8 = Classifier(bundle), Classifier(load_bundle(out))
+    pairs = [(fp.predict(w), q8.predict(w)) for w in windows]
+    p_fp, p_q8 = [a for a, _ in pairs], [b for _, b in pairs]
+    figures = {
+        "calibration_windows": len(calibration),
+        "valid_window_agreement": round(
+            float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1) for a, b in pairs]))), 4
+        ),
+        "valid_track_agreement": round(float(np.mean([a.mean(0).argmax() == b.mean(0).argmax() for a, b in pairs])), 4),
+        "valid_track_acc_float": score(p_fp, labels).track_acc,
+        "valid_track_acc_int8": score(p_q8, labels).track_acc,
+        "max_abs_prob_diff": round(float(max(np.abs(a - b).max() for a, b in pairs)), 4),
+        "ms_per_window_float": bundle.meta.extra.get("ms_per_window"),
+        "ms_per_window_int8": round(onnx_ms_per_window(out / "model.onnx", n, bundle.meta.frontend.n_mels), 3),
+    }
+    meta = load_bundle(out).meta
+    meta = replace(meta, extra={**meta.extra, "int8": figures, "ms_per_window": figures["ms_per_window_int8"]})
+    (out / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n")
+    card = (bundle.path / "MODEL_CARD.md").read_text() if (bundle.path / "MODEL_CARD.md").is_file() else ""
+    (out / "MODEL_CARD.md").write_text(card.replace(f"# Model card: {bundle.path.name}", f"# Model card: {out.name}")
+                                       + quantized_note(figures))  # fmt: skip
+    click.echo(json.dumps({"name": meta.name, **figures}))
 
 
 def lyric_options(f):
