@@ -10,7 +10,8 @@ DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test test-fast lint bench compare train transfer musicnn-reference install apt-runtime apt-test clean
+.PHONY: demo test test-fast lint bench soak compare train transfer distill quantize musicnn-reference install \
+	apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
 define apt_install
@@ -66,6 +67,10 @@ bench: $(VENV)/.dev
 	$(PY) bench/capture.py
 	$(PY) bench/streams.py
 
+# an hour of 12 streams with a subscriber stalled half the time (issue 12's soak)
+soak: $(VENV)/.dev
+	$(PY) bench/soak.py --minutes 60
+
 GTZAN := --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --threads 1
 LIGHT := --augment light --val-fraction 0
 FULL := --augment full --val-fraction 0.15
@@ -80,6 +85,8 @@ compare: $(VENV)/.dev
 	  --checkpoints .checkpoints/full-augment --out results/recipe-parts/full-augment-no-early-stop
 	$(PY) -m training compare $(GTZAN) --augment light --val-fraction 0.15 --families cnn --seeds 1 \
 	  --checkpoints .checkpoints/early-stop --out results/recipe-parts/light-augment-early-stop
+	$(PY) -m training compare $(GTZAN) $(LIGHT) --families crnn2d --seeds 2 --checkpoints .checkpoints/artist \
+	  --out results/artist
 
 # the shipped default: its cross-validation comes from the comparisons, so this trains the final model only
 train: $(VENV)/.dev
@@ -90,6 +97,15 @@ train: $(VENV)/.dev
 transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training transfer --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
 	  --out models/musicnn-gtzan
+
+# the crnn2d student of the musicnn teacher, level-normalised: artist-grouped CV, valid split and the bundle (~45 min)
+distill: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(PY) -m training train $(GTZAN) $(LIGHT) --family crnn2d --distill 0.7 --level-norm --extra $(DATA)/extra \
+	  --wheel $(MUSICNN_WHEEL) --checkpoints .checkpoints/distill --out models/crnn2d-distilled
+
+# int8 copy of the transfer model, calibrated on real train-split windows
+quantize: $(VENV)/.dev
+	$(PY) -m training quantize --model musicnn-gtzan --data $(DATA)/gtzan --out models/musicnn-gtzan-int8
 
 # reference outputs of the original TensorFlow musicnn for the port's parity test, in a throwaway venv
 musicnn-reference: $(VENV)/.dev $(MUSICNN_WHEEL)

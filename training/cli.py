@@ -24,7 +24,7 @@ from .augment import DEFAULT_RECIPE, RECIPES
 from .card import model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
-from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves, score
+from .evaluate import SLICE_SECONDS, Scores, level_accuracy, plot_confusion, plot_curves, score
 from .export import onnx_ms_per_window, write_bundle
 from .filterbank import mel_filterbank
 from .fusion import FitConfig
@@ -36,7 +36,6 @@ from .saliency import plot_tracks
 from .train import Example, TrainConfig, predict_tracks, train
 
 EVAL_HOP_S = 1.5
-LEVELS_DB = (0.0, -10.0, -20.0, -30.0, -40.0)  # input levels at which the valid split is scored
 
 
 @dataclass
@@ -417,11 +416,9 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
         head = transfer.fit_head([feats[i] for i in train_idx], [labels[i] for i in train_idx], cfg.c)
         results["valid"] = score([head.probs(feats[i]) for i in valid_idx], [labels[i] for i in valid_idx])
         valid_model = transfer.with_head(model, head)
-        for gain in LEVELS_DB:  # the same audio turned down: dB log-mel shifts by the gain, floored as the front end
-            shifted = [np.maximum(mels[i] + gain, 10 * np.log10(params.amin)) for i in valid_idx]
-            probs = transfer.predict(valid_model, shifted, n, hop)
-            levels[f"{gain:g} dB"] = score(probs, [labels[i] for i in valid_idx]).track_acc
-            log(f"valid split at {gain:g} dB: {levels[f'{gain:g} dB']:.3f}")
+        levels = level_accuracy(lambda ms: transfer.predict(valid_model, ms, n, hop), [mels[i] for i in valid_idx],
+                                [labels[i] for i in valid_idx], 10 * np.log10(params.amin))  # fmt: skip
+        log(f"valid split by input level: {levels}")
     final = transfer.with_head(model, transfer.fit_head(feats, labels, cfg.c))
     extra = {
         "family": f"transfer-{cfg.net}",
@@ -499,6 +496,41 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
     (out / "MODEL_CARD.md").write_text(card.replace(f"# Model card: {bundle.path.name}", f"# Model card: {out.name}")
                                        + quantized_note(figures))  # fmt: skip
     click.echo(json.dumps({"name": meta.name, **figures}))
+
+
+@main.command(name="levels")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A train-split run's checkpoint (…-valid.pt from train or compare --checkpoints).",
+)
+@click.option("--family", type=click.Choice(sorted(FAMILIES)), required=True)
+@click.option("--level-norm", is_flag=True, help="The run was trained with --level-norm.")
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--clips", "clips_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--window", "window_s", default=3.0, show_default=True)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=Path.home() / ".cache" / "rtgenre" / "mel",
+    help="Cache of computed log-mel.",
+)
+def levels_cmd(checkpoint, family, level_norm, data_root, clips_root, window_s, cache):
+    """Valid-split track accuracy of a train-split checkpoint with the input at 0 to −40 dB."""
+    import torch
+
+    from .models import build
+
+    c = load_collection(data_root, clips_root, None, cache)
+    model = build(family, c.params.n_mels, len(GENRES), level_norm)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    valid = [i for i, t in enumerate(c.tracks) if t.split == "valid"]
+    n, hop = c.params.frames(window_s), c.params.frames(EVAL_HOP_S)
+    levels = level_accuracy(lambda ms: predict_tracks(model.eval(), ms, n, hop), [c.mels[i] for i in valid],
+                            [c.labels[i] for i in valid], 10 * np.log10(c.params.amin))  # fmt: skip
+    click.echo(json.dumps({"checkpoint": str(checkpoint), "valid_track_acc_by_input_level": levels}))
 
 
 def lyric_options(f):

@@ -45,6 +45,17 @@ def score(window_probs: list[np.ndarray], labels: list[int], slice_acc: dict[str
     )
 
 
+LEVELS_DB = (0.0, -10.0, -20.0, -30.0, -40.0)  # input levels at which a valid split is scored
+
+
+def level_accuracy(predict, mels: list[np.ndarray], labels: list[int], floor_db: float) -> dict[str, float]:
+    """Track accuracy with the audio turned down by each of ``LEVELS_DB``: a gain is a shift of dB log-mel,
+    floored where the front end floors power (``predict`` maps a list of mels to window probabilities)."""
+    floor = np.float32(floor_db)
+    return {f"{g:g} dB": score(predict([np.maximum(m + np.float32(g), floor) for m in mels]), labels).track_acc
+            for g in LEVELS_DB}  # fmt: skip
+
+
 def per_genre_table(columns: dict[str, Scores]) -> str:
     """Markdown: one row per genre, one F1 column per named evaluation."""
     names = list(columns)
