@@ -33,12 +33,13 @@ class Result:
     probs: dict[str, float] | None  # the mean of the non-silent windows' probabilities
     state: str  # "genre", "silence" or "too short"
     padded: bool  # shorter than one window: its frames were looped to fill it
+    truncated: bool  # the file was cut short (a warning is logged): classified from what remains
     window_times: list[tuple[float, float]]  # audio seconds of each window
     window_probs: np.ndarray  # (windows, labels); a silent window's row is NaN
 
     def to_json(self) -> dict:
         return {"genre": self.genre, "confidence": self.confidence, "probs": self.probs, "state": self.state,
-                "windows": len(self.window_times), "padded": self.padded}  # fmt: skip
+                "windows": len(self.window_times), "padded": self.padded, "truncated": self.truncated}  # fmt: skip
 
 
 class Model:
@@ -75,7 +76,8 @@ class Model:
         nan = [float("nan")] * len(self.labels)
         probs = np.array([list(m["probs"].values()) if m["probs"] else nan for m in windows], np.float32)
         return Result(v["genre"], v["confidence"], v["probs"], v["state"], v["padded"],
-                      [(m["t0"], m["t1"]) for m in windows], probs.reshape(len(windows), len(self.labels)))  # fmt: skip
+                      bool(eos["source"].get("truncated")), [(m["t0"], m["t1"]) for m in windows],
+                      probs.reshape(len(windows), len(self.labels)))  # fmt: skip
 
 
 def load_model(name_or_dir: str | os.PathLike | None = None, device: str = "cpu", threads: int = 1) -> Model:

@@ -7,6 +7,7 @@ message names the file and says what is wrong in one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -29,6 +30,9 @@ class SourceInfo:
     sample_rate: int  # the source's own rate, before resampling
     channels: int
     duration_s: float | None  # None for live sources
+
+
+log = logging.getLogger(__name__)
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
@@ -107,6 +111,10 @@ class FileSource(ClocklessSource):
             self._file.close()
             raise AudioError(f"{path}: contains no audio samples")
         self._block = max(1, int(block_seconds * self._file.samplerate))
+        self.truncated: str | None = None  # why the file ended early, once it has been read to its end
+
+    def status(self) -> dict:
+        return {"truncated": True, "truncated_reason": self.truncated} if self.truncated else {}
 
     def __iter__(self) -> Iterator[np.ndarray]:
         resample = Resampler(self._file.samplerate, self.sample_rate)
@@ -124,6 +132,10 @@ class FileSource(ClocklessSource):
                     raise AudioError(f"{self.path}: NaN or infinite sample at {bad / self.info.sample_rate:.2f} s")
                 read += len(raw)
                 last = len(raw) < self._block
+                if last:
+                    self.truncated = _ended_early(self.path, read, self._file.frames)
+                    if self.truncated:
+                        log.warning("%s: truncated (%s); classified from what remains", self.path, self.truncated)
                 out = resample(to_mono(raw), last=last)
                 if len(out):
                     yield out
@@ -217,6 +229,24 @@ def _open(path: str) -> sf.SoundFile:
         declared, present = int(truncated.group(2)), int(truncated.group(3))
         raise AudioError(f"{path}: truncated (header declares {declared} bytes of audio, file holds {present})")
     return f
+
+
+def _ended_early(path: str, decoded: int, declared: int) -> str | None:
+    """Why a compressed file that decoded to its end is nonetheless cut short, or None.
+
+    An MP3's Xing header declares its frame count, so fewer decoded frames mean a cut; an Ogg
+    stream's last page carries the end-of-stream flag, so a last page without it means a cut.
+    """
+    if decoded < declared:
+        return f"{decoded} of the {declared} declared frames decoded"
+    if path.lower().endswith((".ogg", ".oga", ".opus")):
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 65536))
+            tail = f.read()
+        page = tail.rfind(b"OggS")
+        if page >= 0 and page + 5 < len(tail) and not tail[page + 5] & 0x04:
+            return "the last Ogg page is not the end of the stream"
+    return None
 
 
 # libsndfile notes "data : N (should be M)" when a WAV/AU data chunk runs past the end of the file;

@@ -328,3 +328,17 @@ def test_a_stream_that_never_got_audio_publishes_no_window(bundle):
     pipeline = StreamPipeline(bundle, StreamSettings())
     assert pipeline.windows(final=True) == []
     assert pipeline.verdict()["state"] == "too short"
+
+
+@pytest.mark.parametrize("ext", ["ogg", "mp3"])
+def test_a_truncated_compressed_file_is_classified_and_says_so(tmp_path, data, ext):
+    src = data / "gtzan" / "rock" / "rock.00000.ogg"
+    whole = tmp_path / f"whole.{ext}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-t", "10", str(whole)], check=True)
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    r = rtgenre("classify", "--json", str(whole), str(cut))
+    assert r.returncode == 0, r.stderr
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["truncated"] for x in results] == [False, True]
+    assert f"{cut}: truncated" in r.stderr and "Traceback" not in r.stderr
