@@ -167,14 +167,27 @@ def load_yaml_defaults(ctx: click.Context, _param, path: str | None) -> str | No
     return path
 
 
+DATA_OPTION = click.option(
+    "--data",
+    "data_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/.",
+)
+CLIPS_OPTION = click.option(
+    "--clips",
+    "clips_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Optional folder of 2–3 s clips in the same layout (shared gtzan_clips/).",
+)
+
+
 def common(f):
     options = [
         click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=load_yaml_defaults,
                      is_eager=True, expose_value=False, help="YAML file of option values (command line wins)."),
-        click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     required=True, help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/."),
-        click.option("--clips", "clips_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     help="Optional folder of 2–3 s clips in the same layout (shared gtzan_clips/)."),
+        DATA_OPTION,
+        CLIPS_OPTION,
         click.option("--window", "window_s", default=3.0, show_default=True, help="Training window, seconds."),
         click.option("--epochs", default=TrainConfig.epochs, show_default=True, help="At most this many."),
         click.option("--patience", default=TrainConfig.patience, show_default=True),
@@ -329,19 +342,8 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
 
 
 @main.command(name="transfer")
-@click.option(
-    "--data",
-    "data_root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/.",
-)
-@click.option(
-    "--clips",
-    "clips_root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Optional folder of 2–3 s clips in the same layout (shared gtzan_clips/).",
-)
+@DATA_OPTION
+@CLIPS_OPTION
 @click.option(
     "--wheel",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -507,8 +509,8 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
 )
 @click.option("--family", type=click.Choice(sorted(FAMILIES)), required=True)
 @click.option("--level-norm", is_flag=True, help="The run was trained with --level-norm.")
-@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--clips", "clips_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@DATA_OPTION
+@CLIPS_OPTION
 @click.option("--window", "window_s", default=3.0, show_default=True)
 @click.option(
     "--cache",
