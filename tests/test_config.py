@@ -70,3 +70,9 @@ def test_serve_refuses_a_bad_config_in_one_line(tmp_path):
 def test_serve_refuses_an_unreadable_model(tmp_path):
     r = rtgenre("serve", "--config", str(write(tmp_path, "model: nowhere\n" + GOOD)))
     assert r.returncode == 1 and "no such directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_model_by_name_or_by_directory(tmp_path):
+    assert load_config(write(tmp_path, "model: musicnn-gtzan\n" + GOOD)).model == "musicnn-gtzan"
+    (tmp_path / "mine").mkdir()
+    assert load_config(write(tmp_path, "model: mine\n" + GOOD)).model == str((tmp_path / "mine").resolve())
