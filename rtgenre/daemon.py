@@ -290,7 +290,8 @@ class Daemon:
         """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": W}``: the lyrics of
         what a live stream plays now (null clears them); W defaults to the config's lyrics.weight.
 
-        Encoding runs on the control worker thread, so the streams keep their cadence meanwhile."""
+        Encoding runs on the control worker thread, so the streams keep their cadence meanwhile; a clear
+        goes the same way, so it never overtakes lyrics still being encoded."""
         stream, text = request.get("stream"), request.get("text")
         runner = self.runners.get(stream) if isinstance(stream, str) else None
         if runner is None:
@@ -298,16 +299,16 @@ class Daemon:
         if text is not None and not isinstance(text, str):
             raise ValueError("text must be a string, or null to clear the lyrics")
         weight = check_number(request.get("weight", self.config.lyrics.weight), LyricsSection, "weight")
-        if text is None:
-            runner.pipeline.lyrics = None
-            return {"ok": True, "stream": runner.id, "lyrics": False}
         pipeline, labels, model_path = runner.pipeline, self.bundle.meta.labels, self.config.lyrics.model
 
         def encode() -> dict:  # on the worker thread: the only one that touches the lyric model
-            if self._lyric_model is None:
-                self._lyric_model = LyricModel(model_path)
-            pipeline.lyrics = self._lyric_model.evidence(text, labels, weight)
-            return {"ok": True, "stream": runner.id, "lyrics": True}
+            if text is None:
+                pipeline.lyrics = None
+            else:
+                if self._lyric_model is None:
+                    self._lyric_model = LyricModel(model_path)
+                pipeline.lyrics = self._lyric_model.evidence(text, labels, weight)
+            return {"ok": True, "stream": runner.id, "lyrics": text is not None}
 
         return self.control.worker.submit(encode)
 
