@@ -28,6 +28,8 @@ __all__ = ["Model", "Result", "available_models", "load_model"]
 
 @dataclass(frozen=True)
 class Result:
+    """A file's or array's verdict, as `rtgenre classify` prints it, plus every window's probabilities."""
+
     genre: str | None  # None: silent throughout, or shorter than 0.5 s (``state`` says which)
     confidence: float
     probs: dict[str, float] | None  # the mean of the non-silent windows' probabilities

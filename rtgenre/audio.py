@@ -26,6 +26,8 @@ from .errors import AudioError
 
 @dataclass(frozen=True)
 class SourceInfo:
+    """What a source says of itself before it is read: name, native rate, channels, duration (None if live)."""
+
     name: str
     sample_rate: int  # the source's own rate, before resampling
     channels: int

@@ -40,6 +40,8 @@ def _sd():
 
 @dataclass(frozen=True)
 class Device:
+    """A PortAudio input device as `rtgenre devices` lists it."""
+
     index: int
     name: str
     hostapi: str

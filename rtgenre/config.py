@@ -20,6 +20,8 @@ DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 
 
 class ConfigError(RtgenreError):
+    """A config the daemon refuses: the message names the file, line and key."""
+
     pass
 
 
@@ -29,6 +31,8 @@ def _range(lo: float | None = None, hi: float | None = None, choices: tuple = ()
 
 @dataclass(frozen=True)
 class SmoothingSection:
+    """`smoothing:` of a stream: the smoother's settings, with the ranges the loader enforces."""
+
     time_constant: float = field(default=3.0, metadata=_range(0.01, 600))
     switch_margin: float = field(default=0.1, metadata=_range(0.0, 1.0))
     min_confidence: float = field(default=0.4, metadata=_range(0.0, 1.0))
@@ -38,6 +42,8 @@ class SmoothingSection:
 
 @dataclass(frozen=True)
 class StreamSection:
+    """One entry of `streams:`: its source, pacing, window, hop and smoothing."""
+
     id: str
     source: str = field(metadata=_range(choices=SOURCES))
     device: str = "mic"  # source: device
@@ -53,6 +59,8 @@ class StreamSection:
 
 @dataclass(frozen=True)
 class FeedSection:
+    """`feed:`: where the ZeroMQ publisher binds, its queue depth, heartbeat and CurveZMQ keys."""
+
     endpoint: str = DEFAULT_ENDPOINT
     hwm: int = field(default=1000, metadata=_range(1, 1_000_000))
     heartbeat: float = field(default=1.0, metadata=_range(0.1, 60))
@@ -63,23 +71,31 @@ class FeedSection:
 
 @dataclass(frozen=True)
 class ControlSection:
+    """`control:`: the control socket's endpoint (status and lyrics requests)."""
+
     endpoint: str = DEFAULT_CONTROL
 
 
 @dataclass(frozen=True)
 class MetricsSection:
+    """`metrics:`: the Prometheus endpoint (port 0 turns it off)."""
+
     address: str = "127.0.0.1"
     port: int = field(default=9108, metadata=_range(0, 65535))  # 0 disables the endpoint
 
 
 @dataclass(frozen=True)
 class LyricsSection:
+    """`lyrics:`: the lyric model and the weight of lyrics as evidence; the range is the one every entrance checks."""
+
     model: str | None = None  # lyric model bundle; None: the shipped models/lyrics-minilm
     weight: float = field(default=0.5, metadata=_range(0.0, 1.0))  # 0 ignores lyrics, 1 trusts them fully
 
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """The whole `serve` config; field metadata carries the ranges that the CLI and control socket reuse."""
+
     streams: list[StreamSection]
     model: str | None = None  # a shipped model's name (rtgenre models) or a bundle directory; None: the default
     provider: str = field(default="auto", metadata=_range(choices=("auto", "cpu", "cuda")))

@@ -120,6 +120,9 @@ class StreamRunner:
 
 
 class Daemon:
+    """`rtgenre serve`: every configured stream on one model, one batching scheduler loop, reload on SIGHUP,
+    end-of-stream for all on SIGTERM, the control socket and metrics."""
+
     def __init__(self, config_path: str | Path):
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)

@@ -84,6 +84,8 @@ def load_public_key(path: str) -> bytes:
 
 
 class Publisher:
+    """The feed's one XPUB socket: stamps each message with its stream's seq and never blocks on a subscriber."""
+
     def __init__(
         self, endpoint: str, hwm: int = 1000, heartbeat_s: float = 1.0, curve: Curve | None = None,
         connect: tuple[str, ...] = (),

@@ -21,6 +21,8 @@ LOG_COMPRESSIONS = ("db", "log1p")
 
 @dataclass(frozen=True)
 class MelParams:
+    """A model's front end: it travels in the bundle so training and runtime compute the same features."""
+
     sample_rate: int = 22050
     n_fft: int = 2048
     hop_length: int = 512

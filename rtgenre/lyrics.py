@@ -47,6 +47,8 @@ def lyrics_beside(audio: str | Path) -> Path | None:
 
 
 class LyricModel:
+    """The lyric genre model bundle (MiniLM + head in ONNX, `tokenizers`), checked like an audio bundle."""
+
     def __init__(self, path: str | Path | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer

@@ -10,6 +10,8 @@ from prometheus_client.registry import CollectorRegistry
 
 
 class StatusCollector:
+    """Prometheus collector that reads the daemon's status at scrape time: no second set of counters to drift."""
+
     def __init__(self, status: Callable[[], dict]):
         self._status = status
 

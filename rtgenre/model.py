@@ -38,6 +38,8 @@ def sha256_of(path: Path) -> str:
 
 @dataclass(frozen=True)
 class ModelMeta:
+    """A bundle's `meta.json`: what the runtime checks (labels, front end, window, checksums) and what it shows."""
+
     name: str
     labels: tuple[str, ...]
     frontend: MelParams
@@ -82,6 +84,8 @@ class ModelMeta:
 
 @dataclass(frozen=True)
 class Bundle:
+    """A verified bundle directory: its meta and filterbank, loaded once."""
+
     path: Path
     meta: ModelMeta
     filterbank: np.ndarray

@@ -30,6 +30,8 @@ TOO_SHORT = "too short"
 
 @dataclass(frozen=True)
 class StreamSettings:
+    """A stream's id, window, hop and smoothing; None means the model's own window and hop."""
+
     stream_id: str = "default"
     window_s: float | None = None  # None: the model's training window
     hop_s: float | None = None  # None: the model's default hop
@@ -39,6 +41,8 @@ class StreamSettings:
 
 @dataclass
 class Window:
+    """One window ready for the classifier, with the times and level its message will carry."""
+
     t0: float  # audio seconds since the stream began
     t1: float
     mel: np.ndarray  # (frames, n_mels)
@@ -90,6 +94,10 @@ def percentile_ms(values: np.ndarray, q: float) -> float | None:
 
 
 class StreamPipeline:
+    """One stream from samples to messages: audio ring, streaming mel, windows, smoothing, verdict.
+
+    It never calls the model itself, so a scheduler can batch the windows of many streams into one call."""
+
     def __init__(
         self, bundle: Bundle, settings: StreamSettings, publisher: Publisher | None = None, provider: str = ""
     ):

@@ -14,6 +14,8 @@ import numpy as np
 
 
 class Ring:
+    """A fixed-capacity ring of rows; writes past capacity drop the oldest and are counted, never grow memory."""
+
     def __init__(self, capacity: int, row_shape: tuple[int, ...] = (), dtype=np.float32):
         if capacity <= 0:
             raise ValueError("ring capacity must be positive")

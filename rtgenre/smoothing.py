@@ -17,6 +17,8 @@ GENRE, UNCERTAIN, SILENCE = "genre", "uncertain", "silence"
 
 @dataclass(frozen=True)
 class SmoothingConfig:
+    """The smoother's settings: time constant, hysteresis margin, confidence floor and the silence gate."""
+
     time_constant_s: float = 3.0  # EMA time constant
     switch_margin: float = 0.1  # a challenger must lead the reported genre by this much
     min_confidence: float = 0.4  # below this the state is "uncertain"
@@ -26,6 +28,8 @@ class SmoothingConfig:
 
 @dataclass(frozen=True)
 class Smoothed:
+    """The smoothed state a message carries: probabilities, reported genre, its confidence and the state name."""
+
     probs: np.ndarray | None
     top: int | None
     confidence: float
@@ -33,6 +37,8 @@ class Smoothed:
 
 
 class Smoother:
+    """Per-stream EMA with hysteresis on the reported genre and a silence gate that can reset it."""
+
     def __init__(self, n_labels: int, config: SmoothingConfig = SmoothingConfig()):
         self.config = config
         self._n = n_labels

@@ -9,6 +9,8 @@ BAR = 28
 
 
 class LiveView:
+    """The terminal view of one stream: current genre and a bar per genre, redrawn in place."""
+
     def __init__(self, title: str, labels: tuple[str, ...], duration_s: float | None = None, out: TextIO = sys.stdout):
         self.title = title
         self.labels = labels
