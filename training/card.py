@@ -186,8 +186,9 @@ Per-genre F1 (number of tracks in brackets):
 `confusion.png`: the {folds_by}-grouped cross-validation confusion matrix.
 
 The head's settings (`{cfg.features}` features, C {cfg.c:g}) were chosen among six (two feature sets,
-three strengths) on these same folds, which flatters the CV figure slightly; the train → valid
-split, artist-disjoint, is the check that no choice saw.
+three strengths) by artist CV on these same folds, which flatters the CV figure slightly. The
+valid-split figures of all six were printed too, but did not decide: the chosen setting was not the
+best on valid (results/MODELS.md).
 
 ## The same verdict at any level
 Valid-split track accuracy with the input turned down (the model trained on the train part):
