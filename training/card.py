@@ -44,7 +44,13 @@ def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, res
             f"comparison, cross-validation gives {sum(accs) / len(accs):.3f} (from {min(accs):.3f} to "
             f"{max(accs):.3f}): the seed alone moves the figure that much."
         )
-    if valid:
+    if valid and folds_by == "artist":
+        predicted += (
+            f" The artist-disjoint train → valid run gives {valid.track_acc:.2f}: a second honest estimate for new "
+            "artists, from fewer training tracks (the train part alone has only 1–11 full tracks of each of the "
+            "six thin genres)."
+        )
+    elif valid:
         predicted += (
             f" The artist-disjoint train → valid run ({valid.track_acc:.2f}) errs the other way: the train "
             "part alone has only 1–11 full tracks of each of the six thin genres. Expect the held-out test "
