@@ -223,8 +223,9 @@ class StreamPipeline:
             if lyrics is not None and not silent:
                 body["audio_probs"] = self._named(audio)
             msgs.append(self._send("window", body))
-            self.latencies.add(time.monotonic() - w.arrived)
-            self.latency_histogram.add(time.monotonic() - w.arrived)
+            latency = time.monotonic() - w.arrived
+            self.latencies.add(latency)
+            self.latency_histogram.add(latency)
         return msgs
 
     def current(self) -> dict:

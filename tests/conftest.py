@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PulseServer, require_data, require_pulse, write_audio
+from helpers import ROOT, PulseServer, require_data, require_pulse, write_audio
 
 from rtgenre.model import Classifier, load_bundle
 
@@ -51,3 +52,14 @@ def music(tmp_path):
     t = np.arange(22050 * 5) / 22050
     y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440)) + 0.02 * rng.standard_normal(len(t))
     return write_audio(tmp_path / "music.wav", y.astype(np.float32), 22050)
+
+
+@pytest.fixture(scope="session")
+def wheel() -> Path:
+    """The musicnn wheel `make test` fetches into .musicnn/ (pip download --no-deps musicnn==0.1.0)."""
+    found = sorted((ROOT / ".musicnn").glob("musicnn-0.1.0-*.whl"))
+    if found:
+        return found[0]
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but .musicnn/ holds no musicnn wheel: `make test` downloads it")
+    pytest.skip("needs the musicnn wheel in .musicnn/ (make .musicnn/musicnn-0.1.0-py3-none-any.whl)")

@@ -1,30 +1,16 @@
 """The musicnn port: its checkpoint read without TensorFlow, its outputs against the original graph's, and the
 transfer model's level invariance."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 
 from rtgenre.frontend import MelFrontend
 from training import musicnn, transfer
 from training.filterbank import mel_filterbank
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "musicnn_reference.npz"
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    """The musicnn wheel `make test` fetches into .musicnn/ (pip download --no-deps musicnn==0.1.0)."""
-    found = sorted((ROOT / ".musicnn").glob("musicnn-0.1.0-*.whl"))
-    if found:
-        return found[0]
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but .musicnn/ holds no musicnn wheel: `make test` downloads it")
-    pytest.skip("needs the musicnn wheel in .musicnn/ (make .musicnn/musicnn-0.1.0-py3-none-any.whl)")
 
 
 @pytest.fixture(scope="module")

@@ -193,15 +193,10 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr and "was run at this recipe" in r.stderr
 
 
-def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data, tmp_path):
+def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data, tmp_path, wheel):
     """The musicnn transfer bundle (level-free verdict) and a crnn2d student distilled from its teacher."""
-    from test_musicnn import ROOT
-
-    wheel = sorted((ROOT / ".musicnn").glob("musicnn-0.1.0-*.whl"))
-    if not wheel:
-        pytest.skip("needs the musicnn wheel in .musicnn/ (make test fetches it)")
     common = ["--data", str(data / "gtzan"), "--limit", "2", "--folds", "2", "--cache", str(tmp_path / "cache")]
-    r = subprocess.run([sys.executable, "-m", "training", "transfer", *common, "--wheel", str(wheel[0]),
+    r = subprocess.run([sys.executable, "-m", "training", "transfer", *common, "--wheel", str(wheel),
                         "--fold-seeds", "1", "--out", str(tmp_path / "teacher")],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -214,7 +209,7 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "teacher"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
-    r = subprocess.run([sys.executable, "-m", "training", "train", *common, "--wheel", str(wheel[0]), "--epochs", "1",
+    r = subprocess.run([sys.executable, "-m", "training", "train", *common, "--wheel", str(wheel), "--epochs", "1",
                         "--windows-per-epoch", "32", "--family", "crnn2d", "--distill", "0.7", "--level-norm",
                         "--out", str(tmp_path / "student")], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
