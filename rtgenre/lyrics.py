@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError, RtgenreError
-from .model import check_files, read_meta
+from .model import MODELS_DIR, check_files, read_meta
 
 LYRICS_FORMAT = "rtgenre-lyrics/1"
-DEFAULT_LYRICS_MODEL = Path(__file__).resolve().parent.parent / "models" / "lyrics-minilm"
+DEFAULT_LYRICS_MODEL = MODELS_DIR / "lyrics-minilm"
 _LRC_TAG = re.compile(r"\[[^\]]*\]")
 
 

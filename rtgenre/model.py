@@ -22,7 +22,9 @@ from .frontend import MelFrontend, MelParams
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "rtgenre-bundle/1"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # the shipped bundles, by name
+# the shipped bundles, by name: inside the package when installed from a wheel, else the checkout's models/
+_PACKAGE = Path(__file__).resolve().parent
+MODELS_DIR = _PACKAGE / "models" if (_PACKAGE / "models").is_dir() else _PACKAGE.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "crnn2d-gtzan"
 MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
 MAX_BATCH = 32

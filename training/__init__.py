@@ -7,7 +7,7 @@ def main() -> None:
     try:
         from .cli import main as cli
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] in ("training", "rtgenre"):
+        if (e.name or "").split(".")[0] in (__name__, "rtgenre"):
             raise  # our own module missing is a broken install or a bug, not a missing extra
         raise SystemExit(f"rtgenre-train: the Python package {e.name!r} is missing; install the training extra: "
                          "pip install 'rtgenre[train]'") from None  # fmt: skip
