@@ -18,6 +18,8 @@ import numpy as np
 
 from .audio import ArraySource, FileSource, Resampler, Source, to_mono
 from .errors import AudioError
+from .messages import Window as WindowMessage
+from .messages import parse
 from .model import Bundle, Classifier, available_models, load_bundle
 from .pipeline import StreamPipeline, StreamSettings, run_source
 
@@ -71,15 +73,18 @@ class Model:
             source = FileSource(os.fspath(audio), rate, BLOCK_S)
         pipeline = StreamPipeline(self.bundle, StreamSettings(window_s=window_s, hop_s=hop_s), None,
                                   self.classifier.provider)  # fmt: skip
-        windows: list[dict] = []
-        eos = run_source(source, pipeline, self.classifier, realtime=False,
-                         on_message=lambda m: windows.append(m) if m["type"] == "window" else None)  # fmt: skip
-        v = eos["verdict"]
+        windows: list[WindowMessage] = []
+
+        def keep(msg: dict) -> None:
+            if msg["type"] == WindowMessage.type:
+                windows.append(parse(msg))
+
+        eos = parse(run_source(source, pipeline, self.classifier, realtime=False, on_message=keep))
+        v = eos.verdict
         nan = [float("nan")] * len(self.labels)
-        probs = np.array([list(m["probs"].values()) if m["probs"] else nan for m in windows], np.float32)
-        return Result(v["genre"], v["confidence"], v["probs"], v["state"], v["padded"],
-                      bool(eos["source"].get("truncated")), [(m["t0"], m["t1"]) for m in windows],
-                      probs.reshape(len(windows), len(self.labels)))  # fmt: skip
+        probs = np.array([list(m.probs.values()) if m.probs else nan for m in windows], np.float32)
+        return Result(v.genre, v.confidence, v.probs, v.state, v.padded, bool(eos.source.get("truncated")),
+                      [(m.t0, m.t1) for m in windows], probs.reshape(len(windows), len(self.labels)))  # fmt: skip
 
 
 def load_model(name_or_dir: str | os.PathLike | None = None, device: str = "cpu", threads: int = 1) -> Model:

@@ -19,6 +19,8 @@ from .config import DEFAULT_CONTROL, LyricsSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
+from .messages import Eos, parse, schema_text
+from .messages import Window as WindowMessage
 from .model import DEFAULT_MODEL, Bundle, Classifier, available_models, load_bundle
 from .pipeline import MIN_INPUT_S, TOO_SHORT, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -324,6 +326,12 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
         click.echo(f"{file}: {verdict['genre']} {verdict['confidence']:.0%} over {verdict['windows']} windows{padded}")
 
 
+@main.command(name="schema")
+def schema_cmd():
+    """Print the JSON Schema of the feed's messages (for clients in other languages)."""
+    click.echo(schema_text(), nl=False)
+
+
 @main.command(name="models")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 def models_cmd(as_json):
@@ -376,15 +384,14 @@ def subscribe_cmd(endpoint, stream_id, as_json, timeout_s, until_eos, server_key
             print_json(msg)
         else:
             click.echo(describe(stream, msg))
-        if until_eos and msg["type"] == "eos":
+        if until_eos and msg["type"] == Eos.type:
             return
 
 
 def describe(stream: str, msg: dict) -> str:
-    kind = msg["type"]
-    if kind == "eos":
-        v = msg["verdict"]
-        return f"[{stream}] end of stream ({msg['reason']}): {v['genre'] or 'no genre'} {v['confidence']:.0%}"
-    where = f"{msg['t1']:7.1f} s" if kind == "window" else "heartbeat"
-    top = msg["smoothed_top"] or "–"
-    return f"[{stream}] {where}  {top:<10} {msg['smoothed_confidence']:4.0%}  {msg['state']}"
+    body = parse(msg)
+    if isinstance(body, Eos):
+        v = body.verdict
+        return f"[{stream}] end of stream ({body.reason}): {v.genre or 'no genre'} {v.confidence:.0%}"
+    where = f"{body.t1:7.1f} s" if isinstance(body, WindowMessage) else "heartbeat"
+    return f"[{stream}] {where}  {body.smoothed_top or '–':<10} {body.smoothed_confidence:4.0%}  {body.state}"

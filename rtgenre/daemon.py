@@ -27,6 +27,7 @@ from .control import ControlSocket, Reply
 from .errors import RtgenreError
 from .feed import Curve, Publisher, check_stream_id
 from .lyrics import LyricModel
+from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
@@ -182,7 +183,7 @@ class Daemon:
         self._classify([(runner, runner.pipeline.windows(final=True))])
         runner.state = "ended"  # not "running": status and rtgenre_stream_up must say it is gone
         runner.pipeline.end(reason, runner.status())
-        self.ended[runner.id] = {**runner.status(), **runner.pipeline.stats(), "reason": reason}
+        self.ended[runner.id] = {**runner.status(), **to_json(runner.pipeline.stats()), "reason": reason}
         del self.runners[runner.id]
 
     # -- main loop ------------------------------------------------------------------------
@@ -318,9 +319,9 @@ class Daemon:
     def status(self) -> dict:
         streams = {}
         for sid, r in self.runners.items():
-            current = r.pipeline.current()
-            streams[sid] = {**r.status(), **r.pipeline.stats(), "genre_state": current.pop("state"), **current,
-                            "latency_histogram": r.pipeline.latency_histogram.to_json()}  # fmt: skip
+            current = to_json(r.pipeline.current())
+            streams[sid] = {**r.status(), **to_json(r.pipeline.stats()), "genre_state": current.pop("state"),
+                            **current, "latency_histogram": r.pipeline.latency_histogram.to_json()}  # fmt: skip
         for sid, s in self.ended.items():
             streams.setdefault(sid, s)
         p = self.publisher

@@ -1,4 +1,4 @@
-"""The ZeroMQ feed: message schema, publisher and subscriber.
+"""The ZeroMQ feed: framing, publisher and subscriber (the messages themselves: ``messages``).
 
 Each message is one frame, ``genre.<stream> <json>``, so a CONFLATE subscriber works. The
 publisher is an XPUB socket with non-blocking sends and libzmq's own per-subscriber queues: a
@@ -24,10 +24,10 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import FeedError
+from .messages import SCHEMA_VERSION, Envelope, to_json
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 TOPIC_PREFIX = "genre."
 _ENDPOINT = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})|ipc://.+)$")
@@ -136,14 +136,7 @@ class Publisher:
     def publish(self, stream: str, kind: str, body: dict) -> dict:
         """Stamp, encode and send one message without ever blocking; returns what was sent."""
         self._drain_subscriptions()
-        msg = {
-            "v": SCHEMA_VERSION,
-            "type": kind,
-            "stream": stream,
-            "seq": self._seq[stream],
-            "wall": time.time(),
-            **body,
-        }
+        msg = {**to_json(Envelope(SCHEMA_VERSION, kind, stream, self._seq[stream], time.time())), **body}
         self._seq[stream] += 1
         self._last[stream] = time.monotonic()
         try:

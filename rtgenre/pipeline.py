@@ -18,6 +18,8 @@ from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .frontend import fit_window
 from .lyrics import fuse
+from .messages import Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
+from .messages import Window as WindowMessage
 from .model import Bundle, Classifier, check_window
 from .ring import Ring
 from .smoothing import SILENCE, Smoother, SmoothingConfig
@@ -206,73 +208,59 @@ class StreamPipeline:
                 self._voiced += 1
             self._padded |= w.padded
             top = None if silent else int(np.argmax(p))
-            body = {
-                "t0": w.t0,
-                "t1": w.t1,
-                "captured": round(w.captured, 6),
-                "probs": None if silent else self._named(p),
-                "top": None if top is None else self.labels[top],
-                "confidence": 0.0 if top is None else round(float(p[top]), 6),
+            body = WindowMessage(
+                t0=w.t0,
+                t1=w.t1,
+                captured=round(w.captured, 6),
+                probs=None if silent else self._named(p),
+                top=None if top is None else self.labels[top],
+                confidence=0.0 if top is None else round(float(p[top]), 6),
                 **self._smoothed_fields(s),
-                "level_dbfs": round(w.level_dbfs, 1),
-                "padded": w.padded,
-                "model": self.model,
-                "provider": self.provider,
-                "lyrics": lyrics is not None,
-            }
-            if lyrics is not None and not silent:
-                body["audio_probs"] = self._named(audio)
-            msgs.append(self._send("window", body))
+                level_dbfs=round(w.level_dbfs, 1),
+                padded=w.padded,
+                model=self.model,
+                provider=self.provider,
+                lyrics=lyrics is not None,
+                audio_probs=self._named(audio) if lyrics is not None and not silent else None,
+            )
+            msgs.append(self._send(body))
             latency = time.monotonic() - w.arrived
             self.latencies.add(latency)
             self.latency_histogram.add(latency)
         return msgs
 
-    def current(self) -> dict:
+    def current(self) -> SmoothedFields:
         """The smoothed state now, as the messages carry it."""
-        return self._smoothed_fields(self._smoother.current())
+        return SmoothedFields(**self._smoothed_fields(self._smoother.current()))
 
     def heartbeat(self, source: dict | None = None) -> dict:
-        body = {"t": round(self.audio_time, 3), **self.current(), "source": source or {}, "stats": self.stats()}
-        return self._send("heartbeat", body)
+        body = Heartbeat(t=round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()),
+                         source=source or {}, stats=self.stats())  # fmt: skip
+        return self._send(body)
 
     def end(self, reason: str = "end of stream", source: dict | None = None) -> dict:
-        body = {"reason": reason, "verdict": self.verdict(), "source": source or {}, "stats": self.stats()}
-        return self._send("eos", body)
+        return self._send(Eos(reason=reason, verdict=self.verdict(), source=source or {}, stats=self.stats()))
 
-    def verdict(self) -> dict:
+    def verdict(self) -> Verdict:
         """Track-level result: the mean of the non-silent windows' probabilities."""
+        lyrics = self.lyrics is not None
         if self._voiced == 0:
             short = self._emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
-            return {
-                "genre": None,
-                "confidence": 0.0,
-                "probs": None,
-                "state": TOO_SHORT if short else SILENCE,
-                "windows": self._silent,
-                "padded": self._padded,
-            }
+            return Verdict(None, 0.0, None, TOO_SHORT if short else SILENCE, self._silent, self._padded, lyrics)
         mean = self._sum / self._voiced
         top = int(np.argmax(mean))
-        return {
-            "genre": self.labels[top],
-            "confidence": round(float(mean[top]), 6),
-            "probs": self._named(mean),
-            "state": "genre",
-            "windows": self._voiced + self._silent,
-            "padded": self._padded,
-            "lyrics": self.lyrics is not None,
-        }
+        return Verdict(self.labels[top], round(float(mean[top]), 6), self._named(mean), "genre",
+                       self._voiced + self._silent, self._padded, lyrics)  # fmt: skip
 
-    def stats(self) -> dict:
-        return {
-            "windows": self._emitted,
-            "audio_overruns": self.audio.overruns,
-            "frame_overruns": self.frames.overruns,
-            "latency_ms_p50": percentile_ms(self.latencies.values(), 50),
-            "latency_ms_p99": percentile_ms(self.latencies.values(), 99),
-            "provider": self.provider,
-        }
+    def stats(self) -> Stats:
+        return Stats(
+            windows=self._emitted,
+            audio_overruns=self.audio.overruns,
+            frame_overruns=self.frames.overruns,
+            latency_ms_p50=percentile_ms(self.latencies.values(), 50),
+            latency_ms_p99=percentile_ms(self.latencies.values(), 99),
+            provider=self.provider,
+        )
 
     def _smoothed_fields(self, s) -> dict:
         return {
@@ -285,10 +273,11 @@ class StreamPipeline:
     def _named(self, p: np.ndarray) -> dict[str, float]:
         return {label: round(float(x), 6) for label, x in zip(self.labels, p, strict=True)}
 
-    def _send(self, kind: str, body: dict) -> dict:
+    def _send(self, body: Body) -> dict:
+        """The message as JSON-ready dict: published (stamped with the envelope) when there is a feed."""
         if self.publisher is None:
-            return {"type": kind, "stream": self.id, **body}
-        return self.publisher.publish(self.id, kind, body)
+            return {"type": body.type, "stream": self.id, **to_json(body)}
+        return self.publisher.publish(self.id, body.type, to_json(body))
 
 
 def paced(blocks: Iterable[np.ndarray], sample_rate: int, speed: float = 1.0) -> Iterator[np.ndarray]:

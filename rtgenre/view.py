@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from .messages import Heartbeat, Window, parse
+
 BAR = 28
 
 
@@ -19,19 +21,22 @@ class LiveView:
         self._drawn = 0
 
     def update(self, msg: dict) -> None:
-        if msg["type"] in ("window", "heartbeat"):
-            self._draw(self._lines(msg))
+        body = parse(msg)
+        if isinstance(body, Window | Heartbeat):
+            self._draw(self._lines(body))
 
-    def _lines(self, msg: dict) -> list[str]:
-        t = msg.get("t1", msg.get("t", 0.0))
+    def _lines(self, msg: Window | Heartbeat) -> list[str]:
+        t = msg.t1 if isinstance(msg, Window) else msg.t
         clock = f"{t:6.1f} s" + (f" / {self.duration_s:.1f} s" if self.duration_s else "")
-        top = msg.get("smoothed_top")
-        now = f"{top:<10} {msg['smoothed_confidence']:4.0%}" if top else "–"
+        top = msg.smoothed_top
+        now = f"{top:<10} {msg.smoothed_confidence:4.0%}" if top else "–"
+        provider = msg.provider if isinstance(msg, Window) else msg.stats.provider
+        level = f"level {msg.level_dbfs:.0f} dBFS" if isinstance(msg, Window) else ""
         lines = [
-            f"rtgenre ▸ {self.title}   {clock}   {msg.get('provider', '')}",
-            f"  now: {now}   state: {msg['state']}   level {msg.get('level_dbfs', float('nan')):.0f} dBFS",
+            f"rtgenre ▸ {self.title}   {clock}   {provider}",
+            f"  now: {now}   state: {msg.state}   {level}".rstrip(),
         ]
-        probs = msg.get("smoothed") or {}
+        probs = msg.smoothed or {}
         for label in self.labels:
             p = probs.get(label, 0.0)
             filled = round(p * BAR)

@@ -62,6 +62,7 @@ def test_the_installed_package_classifies_with_its_own_models(installed, music, 
     assert Path(where.stdout.strip()).is_relative_to(installed), "the default model must come from the wheel"
     listed = run(installed, "rtgenre", "models", cwd=tmp_path).stdout
     assert all(name in listed for name in ("crnn2d-gtzan", "musicnn-gtzan"))
+    assert "oneOf" in json.loads(run(installed, "rtgenre", "schema", cwd=tmp_path).stdout)  # package data too
 
 
 def test_the_training_package_is_installed_under_its_own_name(installed, tmp_path):

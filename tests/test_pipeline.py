@@ -63,7 +63,7 @@ def test_a_hop_outside_the_window_is_refused(bundle, hop):
 def test_audio_ring_overrun_is_counted(bundle):
     pipe = StreamPipeline(bundle, StreamSettings(audio_buffer_s=1.0))
     pipe.feed(np.zeros(22050 * 3, np.float32))  # a stalled consumer: 3 s into a 1 s ring
-    assert pipe.stats()["audio_overruns"] == 22050 * 2
+    assert pipe.stats().audio_overruns == 22050 * 2
 
 
 def test_a_real_track_gets_its_genre(data, bundle, classifier):

@@ -327,7 +327,7 @@ def test_a_stream_that_never_got_audio_publishes_no_window(bundle):
 
     pipeline = StreamPipeline(bundle, StreamSettings())
     assert pipeline.windows(final=True) == []
-    assert pipeline.verdict()["state"] == "too short"
+    assert pipeline.verdict().state == "too short"
 
 
 @pytest.mark.parametrize("ext", ["ogg", "mp3"])
