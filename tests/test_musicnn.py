@@ -7,7 +7,7 @@ import torch
 from helpers import ROOT
 
 from rtgenre.frontend import MelFrontend
-from training import musicnn, transfer
+from training import finetune, musicnn, transfer
 from training.filterbank import mel_filterbank
 
 FIXTURE = ROOT / "tests" / "fixtures" / "musicnn_reference.npz"
@@ -59,3 +59,22 @@ def test_level_normalisation_makes_the_verdict_level_free(port):
     with torch.no_grad():
         loud, quiet = torch.softmax(model(x), 1), torch.softmax(model(x - 30.0), 1)
     assert (loud - quiet).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("part", finetune.PARTS)
+def test_a_finetuned_tail_is_what_the_exported_graph_computes(port, part):
+    """Fine-tuning learns from cached features (front-end maps in float16); the bundle's graph starts at
+    dB log-mel: installed into it, the tuned layers give the same probabilities."""
+    ref = np.load(FIXTURE)
+    db = 10 * np.log10((10.0 ** ref["mel"] - 1) / 10000 + 1e-10)  # musicnn's compression undone
+    x = torch.from_numpy(db.astype(np.float32))
+    model = transfer.TransferModel(port, transfer.LevelNorm(1e-3), "pooled", 10).eval()
+    with torch.no_grad():
+        feats = (model.front(x).half() if part == "midend" else model.embed(x)).numpy()
+    cfg = finetune.FinetuneConfig(part=part, epochs=2, patches_per_epoch=64, batch=32)
+    tail = finetune.fit(model, [feats], [5], cfg)
+    assert not torch.equal(tail.backbone.dense.weight, port.dense.weight)  # the pretrained layers moved
+    with torch.no_grad():
+        graph = torch.softmax(finetune.installed(model, tail)(x), 1).numpy()
+    tolerance = 1e-3 if part == "midend" else 1e-5  # the cached front-end maps are float16
+    np.testing.assert_allclose(finetune.probs(tail, feats), graph, atol=tolerance)

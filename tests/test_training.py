@@ -194,7 +194,8 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
 
 
 def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data, tmp_path, wheel):
-    """The musicnn transfer bundle (level-free verdict) and a crnn2d student distilled from its teacher."""
+    """The musicnn transfer bundle (level-free verdict), a fine-tuned one, and a crnn2d student distilled from
+    the transfer teacher."""
     common = ["--data", str(data / "gtzan"), "--limit", "2", "--folds", "2", "--cache", str(tmp_path / "cache")]
     r = subprocess.run([sys.executable, "-m", "training", "transfer", *common, "--wheel", str(wheel),
                         "--fold-seeds", "1", "--out", str(tmp_path / "teacher")],
@@ -207,6 +208,16 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert "Jordi Pons and Xavier Serra" in (tmp_path / "teacher" / "MODEL_CARD.md").read_text()
     song = data / "gtzan" / "jazz" / "jazz.00000.ogg"
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "teacher"), str(song))
+    assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
+
+    tiny = ["--part", "midend", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1"]
+    r = subprocess.run([sys.executable, "-m", "training", "finetune", *common, *tiny, "--wheel", str(wheel),
+                        "--out", str(tmp_path / "ft")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = load_bundle(tmp_path / "ft").meta
+    assert meta.extra["family"] == "finetune-midend-MSD_musicnn" and meta.extra["training"]["folds_by"] == "artist"
+    assert "mid-end and back end" in (tmp_path / "ft" / "MODEL_CARD.md").read_text()
+    c = rtgenre("classify", "--json", "--model", str(tmp_path / "ft"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
     r = subprocess.run([sys.executable, "-m", "training", "train", *common, "--wheel", str(wheel), "--epochs", "1",

@@ -147,6 +147,40 @@ train part only, the shipped model from all of train + valid.
 def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                   levels: dict[str, float], ms_per_window: float, folds_by: str) -> str:  # fmt: skip
     """The card of a musicnn transfer bundle: what it stands on (and whose work), and how well it does."""
+    return musicnn_card(
+        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by,
+        head=f"the frozen network, and a linear head (`{cfg.features}` features, class-balanced logistic regression, "
+             f"C {cfg.c:g})",
+        trained="Only the head is trained.",
+        chosen=f"The head's settings (`{cfg.features}` features, C {cfg.c:g}) were chosen among six (two feature "
+               "sets, three strengths) by artist CV on these same folds, which flatters the CV figure slightly. The "
+               "valid-split figures of all six were printed too, but did not decide: the chosen setting was not the "
+               "best on valid (results/MODELS.md).",
+        limit="The backbone is frozen: what MSD's tags did not teach it about these ten genres, the head cannot add.",
+    )  # fmt: skip
+
+
+def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
+                  levels: dict[str, float], ms_per_window: float, folds_by: str) -> str:  # fmt: skip
+    """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre."""
+    layers = "mid-end and back end" if ft.part == "midend" else "back end (pooling batch norm, dense 200)"
+    return musicnn_card(
+        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by,
+        head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head",
+        trained=f"The {layers} and the head are trained ({ft.epochs} epochs of {ft.patches_per_epoch} patches drawn "
+                f"class- and track-balanced, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
+                "for the pretrained layers, dropout 0.5, musicnn's batch-norm statistics kept; no early stopping). "
+                "The front end stays frozen.",
+        chosen=f"The budget ({ft.epochs} epochs) and learning rates were chosen among a handful by artist CV on "
+               "these same folds, which flatters the CV figure slightly (results/MODELS.md lists them all).",
+        limit="The front end is frozen and 451 tracks teach the rest: the fine-tuned layers can still overfit "
+              "the few artists of rock and blues.",
+    )  # fmt: skip
+
+
+def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
+                 levels: dict[str, float], ms_per_window: float, folds_by: str, *, head: str, trained: str,
+                 chosen: str, limit: str) -> str:  # fmt: skip
     named = {
         LABELS.get(k, k).replace("CV", f"{folds_by}-grouped CV"): v for k, v in results.items() if k != "cv_by_track"
     }
@@ -161,11 +195,10 @@ def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seed
             "no level normalisation: the verdict follows the input level")  # fmt: skip
     return f"""# Model card: {name}
 
-A linear genre head on **musicnn** ({cfg.net}), a music-tagging network pretrained on far more music
+A genre classifier on **musicnn** ({cfg.net}), a music-tagging network pretrained on far more music
 than GTZAN holds. Input: {WINDOW_S:g} s windows of 96-band dB log-mel at 16 kHz (n_fft 512, hop 256),
 computed by rtgenre's numpy front end; inside the graph {norm}, then musicnn's own
-log10(1 + 10000·power) compression, the frozen network, and the head (`{cfg.features}` features, class-balanced
-logistic regression, C {cfg.c:g}). Output: ten genre probabilities. {ms_per_window:.1f} ms per window
+log10(1 + 10000·power) compression, {head}. Output: ten genre probabilities. {ms_per_window:.1f} ms per window
 on one CPU thread (ONNX Runtime, batches of 32): about {500 / ms_per_window:.0f}× real time at a 0.5 s hop.
 
 ## Credits
@@ -177,7 +210,7 @@ graph on real audio: `tests/test_musicnn.py`).
 ## Training data
 {len(tracks)} real GTZAN tracks of the fault-filtered split's train and valid parts ({clips} of them
 2–3 s clips), every 3 s patch at a 1.5 s hop; each track weighs the same, each genre the same. The
-unverified `extra/` songs were not used; the test part was not touched. Only the head is trained.
+unverified `extra/` songs were not used; the test part was not touched. {trained}
 
 ## Evaluation ({folds_by}-grouped folds: no {"artist" if folds_by == "artist" else "track"} on both sides)
 A track's verdict is the mean of its patches' probabilities; clips are one looped patch.
@@ -191,10 +224,7 @@ Per-genre F1 (number of tracks in brackets):
 
 `confusion.png`: the {folds_by}-grouped cross-validation confusion matrix.
 
-The head's settings (`{cfg.features}` features, C {cfg.c:g}) were chosen among six (two feature sets,
-three strengths) by artist CV on these same folds, which flatters the CV figure slightly. The
-valid-split figures of all six were printed too, but did not decide: the chosen setting was not the
-best on valid (results/MODELS.md).
+{chosen}
 
 ## The same verdict at any level
 Valid-split track accuracy with the input turned down (the model trained on the train part):
@@ -205,7 +235,7 @@ Valid-split track accuracy with the input turned down (the model trained on the 
 
 ## Known limits
 - Rock has 4 artists and blues 6 in train + valid: their figures rest on very few artists.
-- The backbone is frozen: what MSD's tags did not teach it about these ten genres, the head cannot add.
+- {limit}
 - GTZAN is 30 s excerpts of 1990s-era recordings: music far from it gets one of these ten labels anyway.
 """
 

@@ -19,9 +19,9 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import distill, fusion_mel, fusion_report, transfer
+from . import distill, finetune, fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
-from .card import model_card, quantized_note, transfer_card
+from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
 from .evaluate import SLICE_SECONDS, Scores, level_accuracy, plot_confusion, plot_curves, score
@@ -341,102 +341,184 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
         write_results(out, rows, folds, folds_by, c.tracks, cfg, note)
 
 
+def musicnn_options(f):
+    """The options every musicnn recipe shares (data, wheel, network, folds, cache, bundle)."""
+    options = [
+        DATA_OPTION,
+        CLIPS_OPTION,
+        click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, no dependencies)."),
+        click.option("--net", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=transfer.TransferConfig.net,
+                     show_default=True),
+        click.option("--no-level-norm", is_flag=True,
+                     help="Feed musicnn the absolute level (the verdict follows gain)."),
+        click.option("--folds", default=5, show_default=True),
+        click.option("--fold-seeds", default=3, show_default=True,
+                     help="Artist-grouped CV repeated over this many splits."),
+        click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs)."),
+        click.option("--cache", type=click.Path(path_type=Path), show_default=True,
+                     default=Path.home() / ".cache" / "rtgenre", help="Cache of log-mel, features and the wheel."),
+        click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write."),
+        click.option("--hop", "hop_s", default=0.5, show_default=True,
+                     help="Default runtime hop written to the bundle."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@dataclass
+class MusicnnRun:
+    """The tracks, their musicnn log-mel and cached backbone features, and the backbone: what every musicnn
+    recipe is fitted on and judged by the same protocol."""
+
+    tracks: list[Track]
+    labels: list[int]
+    mels: list[np.ndarray]
+    params: MelParams
+    filterbank: np.ndarray
+    model: transfer.TransferModel
+    feats: list[np.ndarray]
+
+    @classmethod
+    def load(cls, data_root: Path, clips_root: Path | None, wheel: Path | None, cfg: transfer.TransferConfig,
+             limit: int | None, cache: Path, front: bool = False) -> MusicnnRun:  # fmt: skip
+        tracks = [t for t in find_tracks(data_root) + (find_tracks(clips_root, kind="clip") if clips_root else [])
+                  if t.split in ("train", "valid")]  # fmt: skip
+        if limit:
+            tracks = [t for g in GENRES for t in [t for t in tracks if t.genre == g][:limit]]
+        log(f"{len(tracks)} tracks ({sum(t.kind == 'clip' for t in tracks)} clips); musicnn log-mel")
+        mels, params, fb = transfer.collection_mels(tracks, cache / "mel")
+        wheel = wheel or transfer.fetch_wheel(cache / "wheels")
+        n, hop = params.frames(transfer.WINDOW_S), params.frames(transfer.EVAL_HOP_S)
+        model = transfer.build(wheel, cfg, transfer.reference_power(mels, n, hop))
+        feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
+        return cls(tracks, [GENRES.index(t.genre) for t in tracks], mels, params, fb, model, feats)
+
+    def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict):
+        """Artist-grouped CV over ``fold_seeds`` fold splits, the valid split at every input level, and the bundle
+        of ``fit`` on every track; returns the card's evidence (results, per-split accuracy, levels, ms, folds)."""
+        tracks, labels = self.tracks, self.labels
+        by = "artist" if has_artists(tracks) else "track"
+
+        def cv(seed: int, grouping: str) -> list[np.ndarray]:
+            fold = folds_of(tracks, folds, seed, grouping)
+            probs: list = [None] * len(tracks)
+            for k in range(folds):
+                fitted = fit(list(np.flatnonzero(fold != k)))
+                for i in np.flatnonzero(fold == k):
+                    probs[i] = fitted.probs(i)
+            return probs
+
+        full = [i for i, t in enumerate(tracks) if t.kind == "full"]
+        runs = [cv(s, by) for s in range(fold_seeds)]
+        results = {
+            "cv": score(runs[0], labels),
+            "cv_full_tracks": score([runs[0][i] for i in full], [labels[i] for i in full]),
+        }
+        seeds = {s: score(r, labels).track_acc for s, r in enumerate(runs)}
+        log(f"{by}-grouped CV track accuracy by fold split: {seeds}")
+        if by == "artist":
+            results["cv_by_track"] = score(cv(0, "track"), labels)
+        train_idx = [i for i, t in enumerate(tracks) if t.split == "train"]
+        valid_idx = [i for i, t in enumerate(tracks) if t.split == "valid"]
+        levels = {}
+        if valid_idx:
+            fitted = fit(train_idx)
+            results["valid"] = score([fitted.probs(i) for i in valid_idx], [labels[i] for i in valid_idx])
+            n, hop = self.params.frames(transfer.WINDOW_S), self.params.frames(transfer.EVAL_HOP_S)
+            valid_model = fitted.model()
+            levels = level_accuracy(lambda ms: transfer.predict(valid_model, ms, n, hop),
+                                    [self.mels[i] for i in valid_idx], [labels[i] for i in valid_idx],
+                                    10 * np.log10(self.params.amin))  # fmt: skip
+            log(f"valid split by input level: {levels}")
+        final = fit(list(range(len(tracks)))).model()
+        extra = {
+            "family": family,
+            "training": {"config": config, "data": {"tracks": len(tracks)}, "folds_by": by,
+                         "fold_seed_track_acc": seeds, "eval_hop_seconds": transfer.EVAL_HOP_S},
+            "validation": {k: v.to_json() for k, v in results.items()},
+            "valid_track_acc_by_input_level": levels,
+            "credits": "musicnn, Jordi Pons and Xavier Serra, 2019 (ISC licence): MSD/MTT-trained weights",
+        }  # fmt: skip
+        meta = write_bundle(out, final, out.name, GENRES, self.params, self.filterbank, transfer.WINDOW_S, hop_s,
+                            extra, "")  # fmt: skip
+        ms = meta.extra["ms_per_window"]
+        plot_confusion(results["cv"].confusion, out / "confusion.png", f"{family}, {by}-grouped CV, seed 0")
+        click.echo(json.dumps({"name": meta.name, "ms_per_window": round(ms, 2), "levels": levels,
+                               **{k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()},
+                               "fold_seeds": seeds}))  # fmt: skip
+        return results, seeds, levels, ms, by
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
 @main.command(name="transfer")
-@DATA_OPTION
-@CLIPS_OPTION
-@click.option(
-    "--wheel",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, without dependencies).",
-)
-@click.option(
-    "--net", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=transfer.TransferConfig.net, show_default=True
-)
+@musicnn_options
 @click.option(
     "--features",
     type=click.Choice(["pooled", "penultimate"]),
     default=transfer.TransferConfig.features,
     show_default=True,
 )
-@click.option(
-    "--c", "c", default=transfer.TransferConfig.c, show_default=True, help="Logistic regression's inverse L2."
-)
-@click.option("--no-level-norm", is_flag=True, help="Feed musicnn the absolute level (the verdict follows gain).")
-@click.option("--folds", default=5, show_default=True)
-@click.option("--fold-seeds", default=3, show_default=True, help="Artist-grouped CV repeated over this many splits.")
-@click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs).")
-@click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    show_default=True,
-    default=Path.home() / ".cache" / "rtgenre",
-    help="Cache of log-mel, features and the wheel.",
-)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
-@click.option("--hop", "hop_s", default=0.5, show_default=True, help="Default runtime hop written to the bundle.")
+@click.option("--c", "c", default=transfer.TransferConfig.c, show_default=True,
+              help="Logistic regression's inverse L2.")  # fmt: skip
 def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, folds, fold_seeds, limit, cache,
                  out, hop_s):  # fmt: skip
     """A genre head on the frozen pretrained musicnn: artist-grouped CV, valid split, levels, bundle."""
     cfg = transfer.TransferConfig(net=net, features=features, c=c, level_norm=not no_level_norm)
-    tracks = [t for t in find_tracks(data_root) + (find_tracks(clips_root, kind="clip") if clips_root else [])
-              if t.split in ("train", "valid")]  # fmt: skip
-    if limit:
-        tracks = [t for g in GENRES for t in [t for t in tracks if t.genre == g][:limit]]
-    log = lambda m: click.echo(m, err=True)  # noqa: E731
-    log(f"{len(tracks)} tracks ({sum(t.kind == 'clip' for t in tracks)} clips); musicnn log-mel")
-    mels, params, fb = transfer.collection_mels(tracks, cache / "mel")
-    wheel = wheel or transfer.fetch_wheel(cache / "wheels")
-    n, hop = params.frames(transfer.WINDOW_S), params.frames(transfer.EVAL_HOP_S)
-    model = transfer.build(wheel, cfg, transfer.reference_power(mels, n, hop))
-    feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log)
-    labels = [GENRES.index(t.genre) for t in tracks]
-    by = "artist" if has_artists(tracks) else "track"
+    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache)
 
-    def cv(seed: int, grouping: str) -> list[np.ndarray]:
-        fold = folds_of(tracks, folds, seed, grouping)
-        probs: list = [None] * len(tracks)
-        for k in range(folds):
-            train_idx = np.flatnonzero(fold != k)
-            head = transfer.fit_head([feats[i] for i in train_idx], [labels[i] for i in train_idx], cfg.c)
-            for i in np.flatnonzero(fold == k):
-                probs[i] = head.probs(feats[i])
-        return probs
+    def fit(idx: list[int]) -> transfer.Fitted:
+        head = transfer.fit_head([run.feats[i] for i in idx], [run.labels[i] for i in idx], cfg.c)
+        return transfer.Fitted(lambda i: head.probs(run.feats[i]), lambda: transfer.with_head(run.model, head))
 
-    full = [i for i, t in enumerate(tracks) if t.kind == "full"]
-    runs = [cv(s, by) for s in range(fold_seeds)]
-    results = {
-        "cv": score(runs[0], labels),
-        "cv_full_tracks": score([runs[0][i] for i in full], [labels[i] for i in full]),
-    }
-    seeds = {s: score(r, labels).track_acc for s, r in enumerate(runs)}
-    if by == "artist":
-        results["cv_by_track"] = score(cv(0, "track"), labels)
-    train_idx = [i for i, t in enumerate(tracks) if t.split == "train"]
-    valid_idx = [i for i, t in enumerate(tracks) if t.split == "valid"]
-    levels = {}
-    if valid_idx:
-        head = transfer.fit_head([feats[i] for i in train_idx], [labels[i] for i in train_idx], cfg.c)
-        results["valid"] = score([head.probs(feats[i]) for i in valid_idx], [labels[i] for i in valid_idx])
-        valid_model = transfer.with_head(model, head)
-        levels = level_accuracy(lambda ms: transfer.predict(valid_model, ms, n, hop), [mels[i] for i in valid_idx],
-                                [labels[i] for i in valid_idx], 10 * np.log10(params.amin))  # fmt: skip
-        log(f"valid split by input level: {levels}")
-    final = transfer.with_head(model, transfer.fit_head(feats, labels, cfg.c))
-    extra = {
-        "family": f"transfer-{cfg.net}",
-        "training": {"config": transfer.describe(cfg), "data": {"tracks": len(tracks)}, "folds_by": by,
-                     "fold_seed_track_acc": seeds, "eval_hop_seconds": transfer.EVAL_HOP_S},
-        "validation": {k: v.to_json() for k, v in results.items()},
-        "valid_track_acc_by_input_level": levels,
-        "credits": "musicnn, Jordi Pons and Xavier Serra, 2019 (ISC licence): MSD/MTT-trained weights",
-    }  # fmt: skip
-    meta = write_bundle(out, final, out.name, GENRES, params, fb, transfer.WINDOW_S, hop_s, extra, "")
-    ms = meta.extra["ms_per_window"]
-    (out / "MODEL_CARD.md").write_text(transfer_card(out.name, cfg, tracks, results, seeds, levels, ms, by))
-    plot_confusion(results["cv"].confusion, out / "confusion.png", f"musicnn transfer, {by}-grouped CV, seed 0")
-    click.echo(json.dumps({"name": meta.name, "ms_per_window": round(ms, 2), "levels": levels,
-                           **{k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()},
-                           "fold_seeds": seeds}))  # fmt: skip
+    card = transfer_card(
+        out.name,
+        cfg,
+        run.tracks,
+        *run.report(fit, folds, fold_seeds, out, hop_s, f"transfer-{cfg.net}", transfer.describe(cfg)),
+    )
+    (out / "MODEL_CARD.md").write_text(card)
+
+
+@main.command(name="finetune")
+@musicnn_options
+@click.option(
+    "--part",
+    type=click.Choice(finetune.PARTS),
+    default=finetune.FinetuneConfig.part,
+    show_default=True,
+    help="Train musicnn's back end, or its mid-end and back end (front end frozen either way).",
+)
+@click.option("--epochs", default=finetune.FinetuneConfig.epochs, show_default=True)
+@click.option("--patches-per-epoch", default=finetune.FinetuneConfig.patches_per_epoch, show_default=True)
+@click.option("--lr-pretrained", default=finetune.FinetuneConfig.lr_pretrained, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, cache, out, hop_s,
+                 part, epochs, patches_per_epoch, lr_pretrained, seed):  # fmt: skip
+    """musicnn's later layers fine-tuned for genre: artist-grouped CV, valid split, levels, bundle."""
+    ft = finetune.FinetuneConfig(part=part, epochs=epochs, patches_per_epoch=patches_per_epoch,
+                                 lr_pretrained=lr_pretrained, seed=seed)  # fmt: skip
+    cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
+    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend")
+
+    def fit(idx: list[int]) -> transfer.Fitted:
+        tail = finetune.fit(run.model, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+        return transfer.Fitted(lambda i: finetune.probs(tail, run.feats[i]),
+                               lambda: finetune.installed(run.model, tail))  # fmt: skip
+
+    describe = {**transfer.describe(cfg), "finetune": asdict(ft)}
+    card = finetune_card(
+        out.name,
+        cfg,
+        ft,
+        run.tracks,
+        *run.report(fit, folds, fold_seeds, out, hop_s, f"finetune-{part}-{cfg.net}", describe),
+    )
+    (out / "MODEL_CARD.md").write_text(card)
 
 
 @main.command(name="quantize")

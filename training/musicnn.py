@@ -98,16 +98,26 @@ class Musicnn(nn.Module):
         self.out = nn.Linear(shape.backend, shape.classes)
         self.embedding_size = shape.backend
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """The back end's input: max and mean over time of every front- and mid-end feature, interleaved."""
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        """The front end's maps (B, 561, T): timbral and temporal convolutions of the log-mel."""
         h = self.input_bn(x.unsqueeze(1))
-        front = torch.cat([block(h) for block in self.frontend], dim=1)  # (B, 561, T)
+        return torch.cat([block(h) for block in self.frontend], dim=1)
+
+    def pool(self, front: torch.Tensor) -> torch.Tensor:
+        """The back end's input: max and mean over time of every front- and mid-end feature, interleaved."""
         mid = torch.cat(self.midend(front), dim=1)  # (B, 753, T)
         return torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.front(x))
+
+    def backend(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer from the pooled features."""
+        return self.dense_bn(torch.relu(self.dense(self.dropout(self.pool_bn(pooled)))))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate layer (musicnn's own "penultimate" feature)."""
-        return self.dense_bn(torch.relu(self.dense(self.dropout(self.pool_bn(self.pooled(x))))))
+        return self.backend(self.pooled(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(self.embed(x)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -84,6 +85,10 @@ class TransferModel(nn.Module):
         x = self.norm(db)
         return self.backbone.pooled(x) if self.features == "pooled" else self.backbone.embed(x)
 
+    def front(self, db: torch.Tensor) -> torch.Tensor:
+        """The frozen front end's maps, where fine-tuning the mid-end starts."""
+        return self.backbone.front(self.norm(db))
+
     def forward(self, db: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(db))
 
@@ -114,13 +119,14 @@ def reference_power(mels: list[np.ndarray], n: int, hop: int) -> float:
 
 @torch.no_grad()
 def track_features(model: TransferModel, tracks: list[Track], mels: list[np.ndarray], cache: Path | None,
-                   log=print) -> list[np.ndarray]:  # fmt: skip
-    """Backbone features of every patch of every track, cached by track, front end and normalisation."""
+                   log=print, front: bool = False) -> list[np.ndarray]:  # fmt: skip
+    """Backbone features of every patch of every track (or, ``front``, the front end's maps in float16),
+    cached by track, front end and normalisation."""
     model.eval()
     n, hop = PARAMS.frames(WINDOW_S), PARAMS.frames(EVAL_HOP_S)
-    tag = (
-        f"{model.features}|{float(model.norm.reference):.6g}|{sum(p.sum().item() for p in model.backbone.parameters())}"
-    )
+    embed = (lambda x: model.front(x).half()) if front else model.embed
+    kind = "front" if front else model.features
+    tag = f"{kind}|{float(model.norm.reference):.6g}|{sum(p.sum().item() for p in model.backbone.parameters())}"
     out = []
     for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
         key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
@@ -129,7 +135,7 @@ def track_features(model: TransferModel, tracks: list[Track], mels: list[np.ndar
             out.append(np.load(cached))
             continue
         x = torch.from_numpy(patches(mel, n, hop))
-        feats = np.concatenate([model.embed(x[j : j + 32]).numpy() for j in range(0, len(x), 32)])
+        feats = np.concatenate([embed(x[j : j + 32]).numpy() for j in range(0, len(x), 32)])
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.save(cached, feats)
@@ -170,6 +176,14 @@ def fit_head(feats: list[np.ndarray], labels: list[int], c: float) -> Head:
     weight[clf.classes_] = clf.coef_ / scale
     bias[clf.classes_] = clf.intercept_ - (clf.coef_ / scale) @ mean
     return Head(weight.astype(np.float32), bias.astype(np.float32))
+
+
+@dataclass
+class Fitted:
+    """A recipe fitted on some tracks: patch probabilities of any track (by index), and its whole graph."""
+
+    probs: Callable[[int], np.ndarray]
+    model: Callable[[], TransferModel]
 
 
 def build(wheel: Path, cfg: TransferConfig, reference: float) -> TransferModel:

@@ -1,0 +1,110 @@
+"""Fine-tuning musicnn's later layers for genre, from cached inputs of the first trained layer.
+
+The frozen-backbone head (``transfer``) keeps musicnn's tag-trained back end; here the back end
+(``part="backend"``: pooled features -> dense 200 -> head) or the mid-end too (``part="midend"``:
+front-end maps -> three 1-D convs -> pooling -> back end -> head) learn genre. What stays frozen is
+computed once per patch and cached, so an epoch costs only the trained layers. Pretrained layers
+learn at a tenth of the head's rate and their batch-norm statistics stay as musicnn learnt them:
+451 tracks are too few to re-estimate them without forgetting.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import GENRES
+from .transfer import TransferModel
+
+PARTS = ("backend", "midend")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    part: str = "backend"  # "backend" (from pooled features) or "midend" (from the front end's maps)
+    epochs: int = 20
+    patches_per_epoch: int = 4096
+    batch: int = 64
+    lr_head: float = 1e-3
+    lr_pretrained: float = 1e-4
+    weight_decay: float = 1e-3
+    seed: int = 0
+
+
+class Tail(nn.Module):
+    """The trained part of a musicnn copy, from its cached input to genre logits."""
+
+    def __init__(self, model: TransferModel, part: str):
+        super().__init__()
+        self.backbone = copy.deepcopy(model.backbone)
+        self.part = part
+        self.head = nn.Linear(self.backbone.embedding_size, len(GENRES))
+
+    def pretrained(self) -> list[nn.Parameter]:
+        b = self.backbone
+        layers = [b.pool_bn, b.dense, b.dense_bn] + ([b.midend] if self.part == "midend" else [])
+        return [p for layer in layers for p in layer.parameters()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.backbone.pool(x.float()) if self.part == "midend" else x
+        return self.head(self.backbone.dropout(self.backbone.backend(pooled)))
+
+    def train(self, mode: bool = True) -> Tail:
+        """Dropout follows ``mode``; batch norm always uses musicnn's statistics."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+
+def patch_weights(feats: list[np.ndarray], labels: list[int]) -> np.ndarray:
+    """Sampling weights: every track the same whatever its patch count, every genre the same whatever its tracks."""
+    per_genre = np.bincount(labels, minlength=len(GENRES)).astype(float)
+    w = np.concatenate([np.full(len(f), 1.0 / (len(f) * per_genre[y])) for f, y in zip(feats, labels, strict=True)])
+    return w / w.sum()
+
+
+def fit(model: TransferModel, feats: list[np.ndarray], labels: list[int], cfg: FinetuneConfig) -> Tail:
+    """Train a tail on the patches of the given tracks (a fixed budget, no early stopping: no peeking)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tail = Tail(model, cfg.part)
+    for p in tail.backbone.parameters():
+        p.requires_grad_(False)
+    pretrained = tail.pretrained()
+    for p in pretrained:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(
+        [{"params": pretrained, "lr": cfg.lr_pretrained}, {"params": tail.head.parameters(), "lr": cfg.lr_head}],
+        weight_decay=cfg.weight_decay,
+    )
+    x = np.concatenate(feats)
+    y = torch.from_numpy(np.concatenate([np.full(len(f), label) for f, label in zip(feats, labels, strict=True)]))
+    w = patch_weights(feats, labels)
+    tail.train()
+    for _ in range(cfg.epochs):
+        for idx in rng.choice(len(x), size=cfg.patches_per_epoch, p=w).reshape(-1, cfg.batch):
+            loss = nn.functional.cross_entropy(tail(torch.from_numpy(x[idx])), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return tail.eval()
+
+
+@torch.no_grad()
+def probs(tail: Tail, feats: np.ndarray) -> np.ndarray:
+    tail.eval()
+    x = torch.from_numpy(feats)
+    return torch.cat([torch.softmax(tail(x[j : j + 64]), dim=1) for j in range(0, len(x), 64)]).numpy()
+
+
+def installed(model: TransferModel, tail: Tail) -> TransferModel:
+    """The whole graph with the fine-tuned layers: level norm, musicnn (its tuned copy), the new head."""
+    out = TransferModel(tail.backbone, model.norm, "penultimate", len(GENRES))
+    out.head.load_state_dict(tail.head.state_dict())
+    return out.eval()
