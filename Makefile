@@ -33,7 +33,7 @@ $(VENV)/.runtime: pyproject.toml | apt-runtime
 
 $(VENV)/.dev: pyproject.toml | apt-test
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,dev,batch]'
 	touch $(VENV)/.runtime $@
 
 install: $(VENV)/.runtime
@@ -109,7 +109,7 @@ quantize: $(VENV)/.dev
 
 # reference outputs of the original TensorFlow musicnn for the port's parity test, in a throwaway venv
 musicnn-reference: $(VENV)/.dev $(MUSICNN_WHEEL)
-	$(PY) tests/fixtures/record_musicnn_reference.py patches $(DATA) tests/fixtures/musicnn_reference.npz
+	PYTHONPATH=. $(PY) tests/fixtures/record_musicnn_reference.py patches $(DATA) tests/fixtures/musicnn_reference.npz
 	python3 -m venv .tfenv && .tfenv/bin/pip install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0
 	TF_USE_LEGACY_KERAS=1 .tfenv/bin/python tests/fixtures/record_musicnn_reference.py reference $(MUSICNN_WHEEL) \
 	  tests/fixtures/musicnn_reference.npz

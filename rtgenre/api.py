@@ -40,6 +40,7 @@ class Result:
     truncated: bool  # the file was cut short (a warning is logged): classified from what remains
     window_times: list[tuple[float, float]]  # audio seconds of each window
     window_probs: np.ndarray  # (windows, labels); a silent window's row is NaN
+    duration_s: float  # of the input, as its header (or the array) says
 
     def to_json(self) -> dict:
         return {"genre": self.genre, "confidence": self.confidence, "probs": self.probs, "state": self.state,
@@ -84,7 +85,8 @@ class Model:
         nan = [float("nan")] * len(self.labels)
         probs = np.array([list(m.probs.values()) if m.probs else nan for m in windows], np.float32)
         return Result(v.genre, v.confidence, v.probs, v.state, v.padded, bool(eos.source.get("truncated")),
-                      [(m.t0, m.t1) for m in windows], probs.reshape(len(windows), len(self.labels)))  # fmt: skip
+                      [(m.t0, m.t1) for m in windows], probs.reshape(len(windows), len(self.labels)),
+                      source.info.duration_s or 0.0)  # fmt: skip
 
 
 def load_model(name_or_dir: str | os.PathLike | None = None, device: str = "cpu", threads: int = 1) -> Model:

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__, api
 from .audio import FileSource, Source
+from .batch import BatchSettings, run_batch
 from .capture import Capture, input_devices, select_device
 from .config import DEFAULT_CONTROL, LyricsSection, bounds
 from .errors import RtgenreError
@@ -324,6 +325,28 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
     else:
         padded = " (shorter than one window: looped)" if verdict["padded"] else ""
         click.echo(f"{file}: {verdict['genre']} {verdict['confidence']:.0%} over {verdict['windows']} windows{padded}")
+
+
+@main.command(name="batch")
+@click.argument("inputs", nargs=-1, required=True, metavar="ROOT_OR_LIST...")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Parquet dataset directory (one row per file; resumed when it exists).")  # fmt: skip
+@click.option("--scheduler", metavar="tcp://HOST:8786", help="A running Dask scheduler (default: a local cluster).")
+@click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster (default: all cores).")
+@click.option("--model", "model_spec", metavar="NAME|DIR", help="A shipped model by name or a bundle directory.")
+@click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")
+@click.option("--hop", "hop_s", type=float, help="Seconds between windows (default: the model's).")
+@click.option("--chunk", default=BatchSettings.chunk, show_default=True, type=click.IntRange(1), help="Files per task.")
+def batch_cmd(inputs, out, scheduler, workers, model_spec, window_s, hop_s, chunk):
+    """Classify a music library (directories, files, or .txt lists of paths) on a Dask cluster into Parquet."""
+    settings = BatchSettings(model=model_spec, window_s=window_s, hop_s=hop_s, chunk=chunk)
+    previous = signal.signal(signal.SIGTERM, _terminated)  # SIGTERM, like Ctrl-C, keeps what finished
+    try:
+        counts = run_batch(inputs, out, settings, scheduler, workers)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"rtgenre: {counts['found']} files: {counts['classified']} classified ({counts['errors']} with "
+               f"errors), {counts['skipped']} already in {out}", err=True)  # fmt: skip
 
 
 @main.command(name="schema")

@@ -1,0 +1,232 @@
+"""A whole music library classified on a Dask cluster: one model per worker process, one Parquet row per file.
+
+Dask (``dask.distributed``) does the distributing: a ``LocalCluster`` of worker processes on this machine,
+or any running scheduler, with the same code. Files go out in chunks (fewer, larger tasks keep the
+scheduler's overhead per file small); each worker loads the model once and keeps it. Rows are written as
+they arrive, a part file at a time (written to a temporary name, then renamed), into ``OUT`` — a Parquet
+dataset directory that pandas, pyarrow, DuckDB or Spark read as one table — so an interrupted run loses
+at most the rows not yet flushed, and the next run skips every file already there with the same size and
+modification time. A bad file never stops the run: its row carries the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RtgenreError
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".aiff", ".aif", ".opus"})
+_MODELS: dict[tuple, object] = {}  # per worker process: the loaded model, by its settings
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    model: str | None = None  # a shipped model's name or a bundle directory (None: the default)
+    window_s: float | None = None
+    hop_s: float | None = None
+    chunk: int = 8  # files per task
+    flush_rows: int = 512  # rows per part file (a part is also written every flush_s)
+    flush_s: float = 30.0
+
+
+def find_audio(inputs: Iterable[str]) -> list[Path]:
+    """Audio files under directories (recursively, by suffix), files named directly, and the paths listed in
+    ``.txt``/``.lst`` files (one per line); absolute, each once, in a stable order."""
+    found: dict[Path, None] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file():
+                    found[f.resolve()] = None
+        elif path.suffix.lower() in (".txt", ".lst") and path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    found[Path(line.strip()).resolve()] = None
+        elif path.exists():
+            found[path.resolve()] = None
+        else:
+            raise RtgenreError(f"{item}: no such file or directory")
+    return list(found)
+
+
+def stat_key(path: Path) -> tuple[int, float] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime
+
+
+def done_keys(out: Path) -> dict[str, tuple[int, float]]:
+    """(size, mtime) by path of every row already in the output dataset."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(out.glob("part-*.parquet")) if out.is_dir() else []
+    if not parts:
+        return {}
+    table = pq.read_table(parts, columns=["path", "size", "mtime"])
+    keys = zip(table["size"].to_pylist(), table["mtime"].to_pylist(), strict=True)
+    return dict(zip(table["path"].to_pylist(), keys, strict=True))  # a later part's row for a path wins
+
+
+def classify_chunk(paths: list[str], settings: BatchSettings) -> list[dict]:
+    """Runs on a worker: one row per file, the model loaded once per process."""
+    from .api import load_model
+
+    key = (settings.model,)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(settings.model)
+    model = _MODELS[key]
+    return [_row(model, Path(p), settings) for p in paths]
+
+
+def _row(model, path: Path, settings: BatchSettings) -> dict:
+    row = empty_row(str(path), model.bundle.meta.name, model.labels)
+    try:
+        r = model.classify(path, window_s=settings.window_s, hop_s=settings.hop_s)
+    except RtgenreError as e:
+        return {**row, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - a decoder's surprise is this file's error, never the run's
+        return {**row, "error": f"{type(e).__name__}: {e}"}
+    probs = {f"p_{label}": (r.probs or {}).get(label) for label in model.labels}
+    return {**row, "duration_s": r.duration_s, "genre": r.genre, "confidence": r.confidence, "state": r.state,
+            "windows": len(r.window_times), "padded": r.padded, "truncated": r.truncated, **probs}  # fmt: skip
+
+
+def empty_row(path: str, model: str, labels: tuple[str, ...], error: str | None = None) -> dict:
+    size, mtime = stat_key(Path(path)) or (-1, 0.0)
+    return {"path": path, "size": size, "mtime": mtime, "duration_s": None, "genre": None, "confidence": None,
+            "state": None, "windows": 0, "padded": False, "truncated": False, "error": error, "model": model,
+            **{f"p_{label}": None for label in labels}}  # fmt: skip
+
+
+def row_schema(labels: tuple[str, ...]):
+    """One schema for every part, whatever its rows hold (a part of errors only has no float to infer)."""
+    import pyarrow as pa
+
+    f64, text = pa.float64(), pa.string()
+    fields = [("path", text), ("size", pa.int64()), ("mtime", f64), ("duration_s", f64), ("genre", text),
+              ("confidence", f64), ("state", text), ("windows", pa.int64()), ("padded", pa.bool_()),
+              ("truncated", pa.bool_()), ("error", text), ("model", text)]  # fmt: skip
+    return pa.schema(fields + [(f"p_{label}", f64) for label in labels])
+
+
+class PartWriter:
+    """Buffers rows and writes them as numbered part files, atomically (temporary name, then rename)."""
+
+    def __init__(self, out: Path, settings: BatchSettings, schema):
+        self.out = out
+        self.settings = settings
+        self.schema = schema
+        self.rows: list[dict] = []
+        self.written = 0
+        self._last = time.monotonic()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows += rows
+        due = time.monotonic() - self._last >= self.settings.flush_s
+        if len(self.rows) >= self.settings.flush_rows or (due and self.rows):
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._last = time.monotonic()
+        if not self.rows:
+            return
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # sorts in writing order
+        tmp = self.out / f".{name}.tmp"
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=self.schema), tmp)
+        os.replace(tmp, self.out / name)
+        self.written += len(self.rows)
+        self.rows = []
+
+
+@dataclass
+class Progress:
+    """files/s, audio hours per second and ETA on one self-rewriting stderr line."""
+
+    total: int
+    done: int = 0
+    audio_s: float = 0.0
+    errors: int = 0
+    started: float = 0.0
+    _shown: float = 0.0
+
+    def add(self, rows: list[dict]) -> None:
+        self.done += len(rows)
+        self.audio_s += sum(r["duration_s"] or 0.0 for r in rows)
+        self.errors += sum(r["error"] is not None for r in rows)
+        if time.monotonic() - self._shown >= 0.5 or self.done == self.total:
+            self.show()
+
+    def show(self) -> None:
+        self._shown = time.monotonic()
+        elapsed = max(self._shown - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 360000 else "--:--:--"
+        hours = self.audio_s / 3600 / elapsed
+        sys.stderr.write(f"\r{self.done}/{self.total} files  {rate:.1f} files/s  {hours:.3f} audio h/s  "
+                         f"{self.errors} errors  ETA {eta_text}  ")  # fmt: skip
+        sys.stderr.flush()
+
+
+def chunks(items: list[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, scheduler: str | None = None,
+              workers: int | None = None, progress: Callable[[int], Progress] = Progress) -> dict:  # fmt: skip
+    """Classify every audio file of ``inputs`` not yet in ``out``; returns counts for the summary line."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ModuleNotFoundError:
+        raise RtgenreError("batch needs Dask and pyarrow: pip install 'rtgenre[batch]'") from None
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # Dask's start-up chatter only with --verbose
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    from .model import load_bundle
+
+    meta = load_bundle(settings.model).meta  # a bad model fails here, once, not on every worker
+    files = find_audio(inputs)
+    done = done_keys(out)
+    todo = [str(f) for f in files if done.get(str(f)) != stat_key(f)]
+    counts = {"found": len(files), "skipped": len(files) - len(todo), "classified": 0, "errors": 0}
+    if not todo:
+        return counts
+    cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                                  processes=True, dashboard_address=None,
+                                                  scheduler_kwargs={"dashboard": False})  # fmt: skip
+    writer = PartWriter(out, settings, row_schema(meta.labels))
+    bar = progress(len(todo))
+    try:
+        with Client(scheduler or cluster) as client:
+            bar.started = time.monotonic()
+            tasks = {client.submit(classify_chunk, c, settings, pure=False): c for c in chunks(todo, settings.chunk)}
+            for future in as_completed(tasks):
+                try:
+                    rows = future.result()
+                except Exception as e:  # noqa: BLE001 - a worker lost on these files (killed, crashed)
+                    rows = [empty_row(p, meta.name, meta.labels, f"worker failed: {type(e).__name__}: {e}")
+                            for p in tasks[future]]  # fmt: skip
+                writer.add(rows)
+                bar.add(rows)
+                counts["classified"] += len(rows)
+                counts["errors"] += sum(r["error"] is not None for r in rows)
+    finally:
+        writer.flush()  # what finished is kept, however the run ends (Ctrl-C, SIGTERM, a lost scheduler)
+        sys.stderr.write("\n")
+        if cluster is not None:
+            cluster.close()
+    return counts
