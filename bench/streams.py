@@ -30,38 +30,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from streaming import HOP_S, step_times, sustained  # noqa: E402
 from throughput import baseline_model, naive_classify_window, tracks  # noqa: E402
 
 from rtgenre.audio import FileSource  # noqa: E402
 from rtgenre.feed import Publisher  # noqa: E402
 from rtgenre.model import Classifier, load_bundle  # noqa: E402
-from rtgenre.pipeline import StreamPipeline, StreamSettings  # noqa: E402
 
 torch.set_num_threads(1)
-HOP_S = 0.5
-
-
-def step_time(bundle, clf, pub: Publisher, audio: list[np.ndarray], n: int, steps: int = 20) -> float:
-    """Mean seconds for one hop of all ``n`` streams through the daemon's path."""
-    pipes = [StreamPipeline(bundle, StreamSettings(stream_id=f"s{i}", hop_s=HOP_S), pub) for i in range(n)]
-    hop = int(HOP_S * 22050)
-    warm = int(bundle.meta.window_s / HOP_S) + 1
-    times = []
-    for k in range(warm + steps):
-        t0 = time.perf_counter()
-        due = []
-        for i, p in enumerate(pipes):
-            y = audio[i % len(audio)]
-            start = (k * hop + i * 997) % (len(y) - hop)
-            p.feed(y[start : start + hop])
-            due += [(p, w) for w in p.windows()]
-        if due:
-            probs = clf.predict(np.stack([w.mel for _, w in due]))
-            for (p, w), pr in zip(due, probs, strict=True):
-                p.emit([w], pr[None])
-        if k >= warm:
-            times.append(time.perf_counter() - t0)
-    return float(np.mean(times))
 
 
 def naive_step_time(bundle, model, audio: list[np.ndarray], n: int) -> float:
@@ -71,14 +47,6 @@ def naive_step_time(bundle, model, audio: list[np.ndarray], n: int) -> float:
         y = audio[i % len(audio)]
         naive_classify_window(bundle, model, y[i * 997 % (len(y) - win) :][:win])
     return time.perf_counter() - t0
-
-
-def sustained(measure, lo: int, hi: int) -> int:
-    """Largest n in [lo, hi] whose step fits in one hop (binary search on a monotone cost)."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if measure(mid) < HOP_S else (lo, mid - 1)
-    return lo
 
 
 def rss_mb(pid: int) -> float:
@@ -118,7 +86,7 @@ def main() -> None:
     files = tracks(args.data, 8)
     audio = [np.concatenate(list(FileSource(str(f), 22050, 30.0))) for f in files]
     pub = Publisher("tcp://127.0.0.1:5598", hwm=10_000)
-    ours = sustained(lambda n: step_time(bundle, clf, pub, audio, n), 1, 2000)
+    ours = sustained(lambda n: step_times(bundle, clf, pub, audio, n).mean(), 1, 2000)
     naive = sustained(lambda n: naive_step_time(bundle, model, audio, n), 1, 2000)
     print(
         f"one CPU core, {clf.provider}, model {bundle.meta.name}, {bundle.meta.window_s:g} s windows, {HOP_S} s hop\n"
@@ -126,7 +94,7 @@ def main() -> None:
     print("| measure | rtgenre | naive baseline | ratio |")
     print("|---|---|---|---|")
     print(f"| real-time streams sustained on one core | {ours} | {naive} | {ours / naive:.1f}× |")
-    step_ms = step_time(bundle, clf, pub, audio, ours) * 1e3
+    step_ms = step_times(bundle, clf, pub, audio, ours).mean() * 1e3
     pub.close()
     print(f"| one hop of {ours} streams takes | {step_ms:.0f} ms of {HOP_S * 1e3:.0f} | | |")
     if args.minutes > 0:
