@@ -23,6 +23,7 @@ from .lyrics import LyricModel, lyrics_beside, read_lyrics
 from .messages import Eos, parse, schema_text
 from .messages import Window as WindowMessage
 from .model import DEFAULT_MODEL, Bundle, Classifier, available_models, load_bundle
+from .osc import OscOutput
 from .pipeline import MIN_INPUT_S, TOO_SHORT, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
 
@@ -105,6 +106,8 @@ def print_json(msg: dict) -> None:
 
 def feed_options(f):
     f = click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")(f)
+    f = click.option("--osc", multiple=True, metavar="udp://HOST:PORT",
+                     help="Also send Open Sound Control to this target (repeatable).")(f)  # fmt: skip
     f = click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id (genre.<id>).")(f)
     f = click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")(
         f
@@ -114,13 +117,14 @@ def feed_options(f):
 
 def publish_stream(
     source: Source, bundle: Bundle, clf: Classifier, settings: StreamSettings, endpoint: str, as_json: bool,
-    title: str, realtime: bool, wait_s: float = 0.0, lyrics: np.ndarray | None = None,
+    title: str, realtime: bool, wait_s: float = 0.0, lyrics: np.ndarray | None = None, osc: tuple[str, ...] = (),
 ) -> dict:  # fmt: skip
-    """One source through the pipeline onto the feed, shown as JSON lines or the live view."""
+    """One source through the pipeline onto the feed (and OSC targets), shown as JSON lines or the live view."""
     publisher = Publisher(endpoint)
     try:
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
         pipeline.lyrics = lyrics
+        pipeline.osc = OscOutput(osc, bundle.meta.labels) if osc else None
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
@@ -173,7 +177,7 @@ def _terminated(*_) -> None:
 )
 @feed_options
 @model_options
-def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, stream_id, as_json, model_spec,
+def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, osc, stream_id, as_json, model_spec,
            window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
     bundle, clf = load_model(model_spec, provider, require_gpu)
@@ -184,7 +188,8 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
     if lyrics is not None:
         evidence = LyricModel().evidence(read_lyrics(lyrics), bundle.meta.labels, lyrics_weight)
         logging.getLogger(__name__).info("fusing lyrics from %s", lyrics)
-    eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s, evidence)
+    eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s, evidence,
+                         osc)  # fmt: skip
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
 
 
@@ -194,7 +199,8 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
 @click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
 @feed_options
 @model_options
-def listen(device_spec, duration_s, endpoint, stream_id, as_json, model_spec, window_s, hop_s, provider, require_gpu):
+def listen(device_spec, duration_s, endpoint, osc, stream_id, as_json, model_spec, window_s, hop_s, provider,
+           require_gpu):  # fmt: skip
     """Classify live input from a capture device and publish genre estimates."""
     bundle, clf = load_model(model_spec, provider, require_gpu)
     device = select_device(device_spec)
@@ -207,7 +213,7 @@ def listen(device_spec, duration_s, endpoint, stream_id, as_json, model_spec, wi
         timer.start()
     logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
-    eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False)
+    eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False, osc=osc)
     v = eos["verdict"]
     if not json_mode(as_json):
         click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")

@@ -14,6 +14,7 @@ import yaml
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
 from .model import available_models
+from .osc import parse_osc_url
 
 SOURCES = ("device", "file", "url")
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
@@ -55,6 +56,7 @@ class StreamSection:
     window: float | None = field(default=None, metadata=_range(1.0, 3.0))
     hop: float | None = field(default=None, metadata=_range(0.05, 3.0))
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
+    osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, this stream
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class ServeConfig:
     control: ControlSection = field(default_factory=ControlSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     lyrics: LyricsSection = field(default_factory=LyricsSection)
+    osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, every stream
 
 
 def bounds(cls, name: str) -> tuple[float, float]:
@@ -194,7 +197,7 @@ def _value(hint, node: yaml.Node, path: Path, name: str, meta):
         if not isinstance(node, yaml.SequenceNode):
             _fail(path, node, name, "must be a list")
         item = typing.get_args(hint)[0]
-        return [_value(item, n, path, f"{name}[{i}]", {}) for i, n in enumerate(node.value)]
+        return [_value(item, n, path, f"{name}[{i}]", meta) for i, n in enumerate(node.value)]  # meta: per item
     if not isinstance(node, yaml.ScalarNode):
         _fail(path, node, name, f"must be a {hint.__name__}")
     value = yaml.safe_load(yaml.serialize(node))
@@ -207,6 +210,11 @@ def _value(hint, node: yaml.Node, path: Path, name: str, meta):
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         _fail(path, node, name, f"{value!r} is out of range [{lo:g}, {hi:g}]")
+    if check := meta.get("check"):
+        try:
+            check(value)
+        except RtgenreError as e:
+            _fail(path, node, name, str(e))
     return value
 
 

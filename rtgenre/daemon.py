@@ -31,6 +31,7 @@ from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
+from .osc import OscOutput
 from .pipeline import StreamPipeline, StreamSettings, paced, percentile_ms
 from .smoothing import SmoothingConfig
 
@@ -54,9 +55,12 @@ def stream_settings(s: StreamSection) -> StreamSettings:
 class StreamRunner:
     """One stream: its source on a thread of its own, reopened with backoff when it fails."""
 
-    def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str):
+    def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
+                 osc: list[str] = ()):  # fmt: skip
         self.section = section
         self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
+        targets = [*osc, *section.osc]
+        self.pipeline.osc = OscOutput(targets, bundle.meta.labels) if targets else None
         self.state = "starting"
         self.error: str | None = None
         self.failures = 0
@@ -171,7 +175,7 @@ class Daemon:
         return Publisher(f.endpoint, f.hwm, f.heartbeat, curve, tuple(f.connect))
 
     def _start(self, section: StreamSection) -> None:
-        runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider)
+        runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider, self.config.osc)
         self.runners[section.id] = runner
         self.ended.pop(section.id, None)
         runner.start()
@@ -183,6 +187,8 @@ class Daemon:
         self._classify([(runner, runner.pipeline.windows(final=True))])
         runner.state = "ended"  # not "running": status and rtgenre_stream_up must say it is gone
         runner.pipeline.end(reason, runner.status())
+        if runner.pipeline.osc:
+            runner.pipeline.osc.close()
         self.ended[runner.id] = {**runner.status(), **to_json(runner.pipeline.stats()), "reason": reason}
         del self.runners[runner.id]
 

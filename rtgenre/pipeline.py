@@ -21,6 +21,7 @@ from .lyrics import fuse
 from .messages import Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
 from .model import Bundle, Classifier, check_window
+from .osc import OscOutput
 from .ring import Ring
 from .smoothing import SILENCE, Smoother, SmoothingConfig
 
@@ -131,6 +132,7 @@ class StreamPipeline:
         self._fed = 0
         self._fed_wall = 0.0
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
+        self.osc: OscOutput | None = None  # OSC targets that get every message too (see osc.py)
         self._warned_nonfinite = False
         self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
         self.latency_histogram = Histogram()
@@ -276,8 +278,12 @@ class StreamPipeline:
     def _send(self, body: Body) -> dict:
         """The message as JSON-ready dict: published (stamped with the envelope) when there is a feed."""
         if self.publisher is None:
-            return {"type": body.type, "stream": self.id, **to_json(body)}
-        return self.publisher.publish(self.id, body.type, to_json(body))
+            msg = {"type": body.type, "stream": self.id, **to_json(body)}
+        else:
+            msg = self.publisher.publish(self.id, body.type, to_json(body))
+        if self.osc:
+            self.osc.send(msg)
+        return msg
 
 
 def paced(blocks: Iterable[np.ndarray], sample_rate: int, speed: float = 1.0) -> Iterator[np.ndarray]:
