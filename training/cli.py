@@ -174,6 +174,13 @@ DATA_OPTION = click.option(
     required=True,
     help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/.",
 )
+MEL_CACHE_OPTION = click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=Path.home() / ".cache" / "rtgenre" / "mel",
+    help="Cache of computed log-mel.",
+)
 CLIPS_OPTION = click.option(
     "--clips",
     "clips_root",
@@ -196,8 +203,7 @@ def common(f):
         click.option("--folds-by", type=click.Choice(FOLDS_BY), default="artist", show_default=True,
                      help="Group folds by artist (honest on new music) or by track (flattering; labelled so)."),
         click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs)."),
-        click.option("--cache", type=click.Path(path_type=Path), show_default=True,
-                     default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel."),
+        MEL_CACHE_OPTION,
         click.option("--checkpoints", type=click.Path(path_type=Path),
                      help="Save every epoch here; a rerun resumes the runs it finds."),
         click.option("--augment", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE, show_default=True,
@@ -531,13 +537,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     help="GTZAN copy: calibration windows from its train split, agreement measured on its valid split.",
 )
 @click.option("--windows", "n_windows", default=256, show_default=True, help="Calibration windows.")
-@click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    show_default=True,
-    default=Path.home() / ".cache" / "rtgenre" / "mel",
-    help="Cache of computed log-mel.",
-)
+@MEL_CACHE_OPTION
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 def quantize_cmd(model_spec, data_root, n_windows, cache, out):
     """int8 copy of a bundle (ONNX Runtime static, calibrated on real train-split windows), and what it costs."""
@@ -594,13 +594,7 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
 @DATA_OPTION
 @CLIPS_OPTION
 @click.option("--window", "window_s", default=3.0, show_default=True)
-@click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    show_default=True,
-    default=Path.home() / ".cache" / "rtgenre" / "mel",
-    help="Cache of computed log-mel.",
-)
+@MEL_CACHE_OPTION
 def levels_cmd(checkpoint, family, level_norm, data_root, clips_root, window_s, cache):
     """Valid-split track accuracy of a train-split checkpoint with the input at 0 to −40 dB."""
     import torch
@@ -667,8 +661,7 @@ def fusion_cmd(csv_path, encoder_path, limit, cache, out, folds, epochs):
 @click.option("--folds", default=5, show_default=True)
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs).")
-@click.option("--cache", type=click.Path(path_type=Path), show_default=True,
-              default=Path.home() / ".cache" / "rtgenre" / "mel", help="Cache of computed log-mel.")  # fmt: skip
+@MEL_CACHE_OPTION
 def fusion_mel_cmd(data_root, family, encoder_path, out, folds, epochs, limit, cache):
     """Audio (log-mel) + lyrics fusion against either alone, on a collection that has lyrics."""
     try:
