@@ -28,6 +28,8 @@ _MODELS: dict[tuple, object] = {}  # per worker process: the loaded model, by it
 
 @dataclass(frozen=True)
 class BatchSettings:
+    """What every worker needs to classify a chunk the same way (it travels with each task)."""
+
     model: str | None = None  # a shipped model's name or a bundle directory (None: the default)
     window_s: float | None = None
     hop_s: float | None = None

@@ -43,6 +43,7 @@ BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def stream_settings(s: StreamSection) -> StreamSettings:
+    """A config stream section as the pipeline's settings."""
     m = s.smoothing
     return StreamSettings(
         stream_id=check_stream_id(s.id),
@@ -194,6 +195,7 @@ class Daemon:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (SIGHUP reloads the config); returns the exit code."""
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
@@ -323,6 +325,7 @@ class Daemon:
         return self.control.worker.submit(encode)
 
     def status(self) -> dict:
+        """What `rtgenre status` and the metrics endpoint read: daemon, feed and every stream, live or ended."""
         streams = {}
         for sid, r in self.runners.items():
             current = to_json(r.pipeline.current())

@@ -53,6 +53,7 @@ def encode(stream: str, body: dict) -> bytes:
 
 
 def decode(frame: bytes) -> tuple[str, dict]:
+    """A frame as (stream id, message)."""
     topic, _, payload = frame.partition(b" ")
     return topic.decode()[len(TOPIC_PREFIX) :], json.loads(payload)
 

@@ -85,5 +85,6 @@ class LyricModel:
 
 
 def fuse(audio: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """Audio probabilities reweighted by the lyrics' per-label factors (``LyricModel.evidence``), renormalised."""
     fused = audio * evidence
     return fused / fused.sum()

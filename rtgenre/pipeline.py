@@ -236,11 +236,13 @@ class StreamPipeline:
         return SmoothedFields(**self._smoothed_fields(self._smoother.current()))
 
     def heartbeat(self, source: dict | None = None) -> dict:
+        """The current state for subscribers that joined late or heard nothing for a while."""
         body = Heartbeat(t=round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()),
                          source=source or {}, stats=self.stats())  # fmt: skip
         return self._send(body)
 
     def end(self, reason: str = "end of stream", source: dict | None = None) -> dict:
+        """Every way a stream ends publishes this: the reason and the whole stream's verdict."""
         return self._send(Eos(reason=reason, verdict=self.verdict(), source=source or {}, stats=self.stats()))
 
     def verdict(self) -> Verdict:
