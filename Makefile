@@ -25,6 +25,9 @@ apt-runtime:
 
 apt-test: apt-runtime
 	$(call apt_install,$(APT_TEST))
+	@# Node.js for the other-language client test; any node+npm on PATH will do (nodesource's included)
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
 $(VENV)/.runtime: pyproject.toml | apt-runtime
 	python3 -m venv $(VENV)

@@ -1,0 +1,53 @@
+"""Clients in other languages: the Node.js subscriber example (tests/clients/node, npm `zeromq`) reads a real
+feed, and every message it prints validates against the published JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import jsonschema
+import pytest
+from helpers import ROOT, rtgenre
+from test_daemon import free_port, track
+
+from rtgenre.messages import SCHEMA_FILE
+
+CLIENT = ROOT / "tests" / "clients" / "node"
+
+
+@pytest.fixture(scope="module")
+def node_client(tmp_path_factory) -> str:
+    """The example with its npm dependency installed in a scratch copy (zeromq ships its prebuilt binaries)."""
+    missing = [t for t in ("node", "npm") if shutil.which(t) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {', '.join(missing)} missing: `make test` installs Node.js")
+        pytest.skip(f"needs Node.js ({', '.join(missing)} missing)")
+    where = tmp_path_factory.mktemp("node") / "client"
+    shutil.copytree(CLIENT, where, ignore=shutil.ignore_patterns("node_modules"))
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], cwd=where,
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    return str(where / "subscribe.mjs")
+
+
+def test_the_node_subscriber_reads_every_message_of_a_replay(node_client, data):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    node = subprocess.Popen(["node", node_client, endpoint, "song"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        r = rtgenre("replay", "--fast", "--json", "--wait", "20", "--stream", "song", "--endpoint", endpoint,
+                    track(data, "reggae"))  # fmt: skip
+        out, err = node.communicate(timeout=30)
+    finally:
+        node.kill()
+    assert r.returncode == 0 and node.returncode == 0, err
+    received = [json.loads(line) for line in out.splitlines()]
+    sent = [json.loads(line) for line in r.stdout.splitlines() if '"type"' in line]
+    assert [m["seq"] for m in received] == list(range(len(received))) and received[-1]["type"] == "eos"
+    assert received == sent  # the same messages, field for field, as the publisher sent them
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    for m in received:
+        validator.validate(m)
