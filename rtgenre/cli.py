@@ -124,7 +124,8 @@ def publish_stream(
     try:
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
         pipeline.lyrics = lyrics
-        pipeline.osc = OscOutput(osc, bundle.meta.labels) if osc else None
+        if osc:
+            pipeline.outputs.append(OscOutput(osc, bundle.meta.labels))
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)

@@ -61,7 +61,8 @@ class StreamRunner:
         self.section = section
         self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
         targets = [*osc, *section.osc]
-        self.pipeline.osc = OscOutput(targets, bundle.meta.labels) if targets else None
+        self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
+        self.pipeline.outputs += [self.osc] if self.osc else []
         self.state = "starting"
         self.error: str | None = None
         self.failures = 0
@@ -188,8 +189,8 @@ class Daemon:
         self._classify([(runner, runner.pipeline.windows(final=True))])
         runner.state = "ended"  # not "running": status and rtgenre_stream_up must say it is gone
         runner.pipeline.end(reason, runner.status())
-        if runner.pipeline.osc:
-            runner.pipeline.osc.close()
+        if runner.osc:
+            runner.osc.close()
         self.ended[runner.id] = {**runner.status(), **to_json(runner.pipeline.stats()), "reason": reason}
         del self.runners[runner.id]
 

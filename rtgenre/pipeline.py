@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from .lyrics import fuse
 from .messages import Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
 from .model import Bundle, Classifier, check_window
-from .osc import OscOutput
 from .ring import Ring
 from .smoothing import SILENCE, Smoother, SmoothingConfig
 
@@ -96,6 +96,12 @@ def percentile_ms(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values * 1e3, q)), 3) if len(values) else None
 
 
+class Output(Protocol):
+    """Another receiver of a stream's messages (``osc.OscOutput``, ``web.Hub``); ``send`` must never block."""
+
+    def send(self, msg: dict) -> None: ...
+
+
 class StreamPipeline:
     """One stream from samples to messages: audio ring, streaming mel, windows, smoothing, verdict.
 
@@ -132,7 +138,7 @@ class StreamPipeline:
         self._fed = 0
         self._fed_wall = 0.0
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
-        self.osc: OscOutput | None = None  # OSC targets that get every message too (see osc.py)
+        self.outputs: list[Output] = []  # what else gets every message: OSC targets, the web page
         self._warned_nonfinite = False
         self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
         self.latency_histogram = Histogram()
@@ -283,8 +289,8 @@ class StreamPipeline:
             msg = {"type": body.type, "stream": self.id, **to_json(body)}
         else:
             msg = self.publisher.publish(self.id, body.type, to_json(body))
-        if self.osc:
-            self.osc.send(msg)
+        for output in self.outputs:
+            output.send(msg)
         return msg
 
 
