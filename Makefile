@@ -5,12 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_RUNTIME := libportaudio2
-APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins ffmpeg
+APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins ffmpeg chromium chromium-driver
 DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test test-fast lint bench soak compare train transfer distill quantize musicnn-reference install \
+.PHONY: demo test test-fast lint bench soak compare train transfer distill quantize musicnn-reference screenshot install \
 	apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
@@ -116,6 +116,10 @@ musicnn-reference: $(VENV)/.dev $(MUSICNN_WHEEL)
 	python3 -m venv .tfenv && .tfenv/bin/pip install -q tensorflow-cpu==2.21.0 tf-keras==2.21.0
 	TF_USE_LEGACY_KERAS=1 .tfenv/bin/python tests/fixtures/record_musicnn_reference.py reference $(MUSICNN_WHEEL) \
 	  tests/fixtures/musicnn_reference.npz
+
+# refresh results/web-page.png (the README's picture of the live page) from the browser test
+screenshot: $(VENV)/.dev
+	RTGENRE_SCREENSHOT=1 $(VENV)/bin/pytest -q tests/test_web.py -k page_shows
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .musicnn .tfenv

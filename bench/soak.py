@@ -50,7 +50,7 @@ def main() -> None:
                  "speed": 20.0} for i in range(8)]  # fmt: skip
     cfg = Path(tempfile.mkdtemp()) / "soak.yaml"
     cfg.write_text(json.dumps({"feed": {"endpoint": feed}, "control": {"endpoint": control}, "metrics": {"port": 0},
-                               "streams": streams}))  # fmt: skip
+                               "web": {"port": 0}, "streams": streams}))  # fmt: skip
     last_seq: dict[str, int] = {}
     gaps = {"messages": 0, "lost": 0}
 

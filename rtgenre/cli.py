@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__, api
+from . import __version__, api, web
 from .audio import FileSource, Source
 from .batch import BatchSettings, run_batch
 from .capture import Capture, input_devices, select_device
@@ -108,6 +108,9 @@ def feed_options(f):
     f = click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")(f)
     f = click.option("--osc", multiple=True, metavar="udp://HOST:PORT",
                      help="Also send Open Sound Control to this target (repeatable).")(f)  # fmt: skip
+    bare = f"127.0.0.1:{web.DEFAULT_PORT}"
+    f = click.option("--web", "web_at", is_flag=False, flag_value=bare, metavar="[ADDR:]PORT",
+                     help=f"Serve the live page ({bare} when given bare).")(f)  # fmt: skip
     f = click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id (genre.<id>).")(f)
     f = click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")(
         f
@@ -118,14 +121,24 @@ def feed_options(f):
 def publish_stream(
     source: Source, bundle: Bundle, clf: Classifier, settings: StreamSettings, endpoint: str, as_json: bool,
     title: str, realtime: bool, wait_s: float = 0.0, lyrics: np.ndarray | None = None, osc: tuple[str, ...] = (),
+    web_at: str | None = None,
 ) -> dict:  # fmt: skip
-    """One source through the pipeline onto the feed (and OSC targets), shown as JSON lines or the live view."""
+    """One source through the pipeline onto the feed (and OSC targets, the web page), shown as JSON lines or the
+    live view."""
     publisher = Publisher(endpoint)
+    page = None
     try:
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
         pipeline.lyrics = lyrics
         if osc:
             pipeline.outputs.append(OscOutput(osc, bundle.meta.labels))
+        if web_at:
+            hub = web.Hub()
+            pipeline.outputs.append(hub)
+            model = api.Model(bundle, clf)
+            classify = lambda path: web.upload_result(model.classify(path), bundle.meta.labels)  # noqa: E731
+            page = web.WebServer(*web.parse_address(web_at), hub, classify, 100.0)
+            click.echo(f"rtgenre: live page on http://{page.address}:{page.port}/", err=True)
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
@@ -148,6 +161,8 @@ def publish_stream(
             signal.signal(signal.SIGTERM, previous)
     finally:
         publisher.close()
+        if page is not None:
+            page.close()
 
 
 class Terminated(Exception):
@@ -178,8 +193,8 @@ def _terminated(*_) -> None:
 )
 @feed_options
 @model_options
-def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, osc, stream_id, as_json, model_spec,
-           window_s, hop_s, provider, require_gpu):  # fmt: skip
+def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, osc, web_at, stream_id, as_json,
+           model_spec, window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
     bundle, clf = load_model(model_spec, provider, require_gpu)
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
@@ -190,7 +205,7 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
         evidence = LyricModel().evidence(read_lyrics(lyrics), bundle.meta.labels, lyrics_weight)
         logging.getLogger(__name__).info("fusing lyrics from %s", lyrics)
     eos = publish_stream(source, bundle, clf, settings, endpoint, as_json, Path(file).name, not fast, wait_s, evidence,
-                         osc)  # fmt: skip
+                         osc, web_at)  # fmt: skip
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
 
 
@@ -200,7 +215,7 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
 @click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
 @feed_options
 @model_options
-def listen(device_spec, duration_s, endpoint, osc, stream_id, as_json, model_spec, window_s, hop_s, provider,
+def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, model_spec, window_s, hop_s, provider,
            require_gpu):  # fmt: skip
     """Classify live input from a capture device and publish genre estimates."""
     bundle, clf = load_model(model_spec, provider, require_gpu)
@@ -214,7 +229,8 @@ def listen(device_spec, duration_s, endpoint, osc, stream_id, as_json, model_spe
         timer.start()
     logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
-    eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False, osc=osc)
+    eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False, osc=osc,
+                         web_at=web_at)  # fmt: skip
     v = eos["verdict"]
     if not json_mode(as_json):
         click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")

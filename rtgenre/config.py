@@ -87,6 +87,15 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    """`web:`: the live page and its upload form (port 0 turns it off)."""
+
+    address: str = "127.0.0.1"
+    port: int = field(default=8765, metadata=_range(0, 65535))
+    max_upload_mb: float = field(default=100.0, metadata=_range(0.001, 10_000.0))
+
+
+@dataclass(frozen=True)
 class LyricsSection:
     """`lyrics:`: the lyric model and the weight of lyrics as evidence; the range is the one every entrance checks."""
 
@@ -105,6 +114,7 @@ class ServeConfig:
     feed: FeedSection = field(default_factory=FeedSection)
     control: ControlSection = field(default_factory=ControlSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    web: WebSection = field(default_factory=WebSection)
     lyrics: LyricsSection = field(default_factory=LyricsSection)
     osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, every stream
 

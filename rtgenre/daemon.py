@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .api import Model
 from .audio import FfmpegSource, FileSource, Source
 from .capture import Capture, select_device
 from .config import ConfigError, LyricsSection, ServeConfig, StreamSection, check_number, load_config
@@ -34,6 +35,7 @@ from .notify import notify, watchdog_interval
 from .osc import OscOutput
 from .pipeline import StreamPipeline, StreamSettings, paced, percentile_ms
 from .smoothing import SmoothingConfig
+from .web import Hub, WebServer, upload_result
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +59,12 @@ class StreamRunner:
     """One stream: its source on a thread of its own, reopened with backoff when it fails."""
 
     def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
-                 osc: list[str] = ()):  # fmt: skip
+                 osc: list[str] = (), hub: Hub | None = None):  # fmt: skip
         self.section = section
         self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
         targets = [*osc, *section.osc]
         self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
-        self.pipeline.outputs += [self.osc] if self.osc else []
+        self.pipeline.outputs += [o for o in (self.osc, hub) if o is not None]
         self.state = "starting"
         self.error: str | None = None
         self.failures = 0
@@ -150,15 +152,27 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._snapshot = self.status()
-        if self.config.metrics.port:
-            try:
-                serve_metrics(self.config.metrics.address, self.config.metrics.port, self._status_snapshot)
-            except OSError as e:
-                self.publisher.close()
-                self.control.close()
-                raise RtgenreError(
-                    f"metrics on {self.config.metrics.address}:{self.config.metrics.port}: {e.strerror}"
-                ) from None
+        self.hub = Hub()
+        self.web: WebServer | None = None
+        try:
+            if self.config.metrics.port:
+                try:
+                    serve_metrics(self.config.metrics.address, self.config.metrics.port, self._status_snapshot)
+                except OSError as e:
+                    raise RtgenreError(
+                        f"metrics on {self.config.metrics.address}:{self.config.metrics.port}: {e.strerror}"
+                    ) from None
+            w = self.config.web
+            if w.port:
+                self.web = WebServer(w.address, w.port, self.hub, self._classify_upload, w.max_upload_mb)
+        except RtgenreError:
+            self.publisher.close()
+            self.control.close()
+            raise
+
+    def _classify_upload(self, path: Path) -> dict:
+        """The web page's upload form: the file through the daemon's model (an ORT session runs concurrently)."""
+        return upload_result(Model(self.bundle, self.classifier).classify(path), self.bundle.meta.labels)
 
     # -- setup ----------------------------------------------------------------------------
     @staticmethod
@@ -177,7 +191,8 @@ class Daemon:
         return Publisher(f.endpoint, f.hwm, f.heartbeat, curve, tuple(f.connect))
 
     def _start(self, section: StreamSection) -> None:
-        runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider, self.config.osc)
+        runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider, self.config.osc,
+                              self.hub)  # fmt: skip
         self.runners[section.id] = runner
         self.ended.pop(section.id, None)
         runner.start()
@@ -226,6 +241,8 @@ class Daemon:
             self._end(runner, "shutdown")
         self.publisher.close()
         self.control.close()
+        if self.web is not None:
+            self.web.close()
         return 0
 
     def _tick(self) -> None:

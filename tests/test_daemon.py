@@ -24,9 +24,10 @@ def free_port() -> int:
 class Served:
     """A `rtgenre serve` child with its own ports, and a subscriber collecting its feed."""
 
-    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None):
+    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None, web_port: int = 0):
         self.feed = f"tcp://127.0.0.1:{free_port()}"
         self.control = f"tcp://127.0.0.1:{free_port()}"
+        self.web_port = web_port
         self.config = tmp_path / "config.yaml"
         self.write(streams)
         self.messages: list[tuple[str, dict]] = []
@@ -42,7 +43,7 @@ class Served:
 
     def write(self, streams: list[dict]) -> None:
         cfg = {"feed": {"endpoint": self.feed, "heartbeat": 0.5}, "control": {"endpoint": self.control},
-               "metrics": {"port": 0}, "streams": streams}  # fmt: skip
+               "metrics": {"port": 0}, "web": {"port": self.web_port}, "streams": streams}  # fmt: skip
         self.config.write_text(json.dumps(cfg))  # JSON is YAML
 
     def _collect(self) -> None:
