@@ -26,7 +26,7 @@ PARTS = ("backend", "midend")
 @dataclass(frozen=True)
 class FinetuneConfig:
     part: str = "backend"  # "backend" (from pooled features) or "midend" (from the front end's maps)
-    epochs: int = 20
+    epochs: int = 10
     patches_per_epoch: int = 4096
     batch: int = 64
     lr_head: float = 1e-3
