@@ -251,7 +251,7 @@ def test_curve_only_authorized_subscribers_receive(tmp_path, data):
     feed = f"tcp://127.0.0.1:{free_port()}"
     cfg = {"feed": {"endpoint": feed, "curve_secret_key": str(keys / "server.key_secret"),
                     "curve_authorized_keys": str(allowed)},
-           "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+           "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0}, "web": {"port": 0},
            "streams": [{"id": "a", "source": "file", "path": track(data, "pop"), "loop": True}]}  # fmt: skip
     (tmp_path / "config.yaml").write_text(json.dumps(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp_path / "config.yaml")])
@@ -288,7 +288,7 @@ def test_proxy_gathers_two_daemons(tmp_path, data):
     daemons = []
     for i, genre in enumerate(("rock", "blues")):
         cfg = {"feed": {"endpoint": f"tcp://127.0.0.1:{free_port()}", "connect": [front]},
-               "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+               "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0}, "web": {"port": 0},
                "streams": [{"id": f"host{i}", "source": "file", "path": track(data, genre), "loop": True}]}  # fmt: skip
         path = tmp_path / f"d{i}.yaml"
         path.write_text(json.dumps(cfg))
