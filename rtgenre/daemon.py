@@ -21,111 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from .api import Model
-from .audio import FfmpegSource, FileSource, Source
-from .capture import Capture, select_device
 from .config import ConfigError, LyricsSection, ServeConfig, StreamSection, check_number, load_config
 from .control import ControlSocket, Reply
 from .errors import RtgenreError
-from .feed import Curve, Publisher, check_stream_id
+from .feed import Curve, Publisher
 from .lyrics import LyricModel
 from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
-from .osc import OscOutput
-from .pipeline import StreamPipeline, StreamSettings, paced, percentile_ms
-from .smoothing import SmoothingConfig
+from .pipeline import percentile_ms
+from .runner import StreamRunner, stream_settings
 from .web import Hub, WebServer, upload_result
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.01
 SNAPSHOT_S = 1.0  # how often the metrics endpoint's view of the status is refreshed
-BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-def stream_settings(s: StreamSection) -> StreamSettings:
-    """A config stream section as the pipeline's settings."""
-    m = s.smoothing
-    return StreamSettings(
-        stream_id=check_stream_id(s.id),
-        window_s=s.window,
-        hop_s=s.hop,
-        smoothing=SmoothingConfig(m.time_constant, m.switch_margin, m.min_confidence, m.silence_dbfs, m.silence_reset),
-    )
-
-
-class StreamRunner:
-    """One stream: its source on a thread of its own, reopened with backoff when it fails."""
-
-    def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
-                 osc: list[str] = (), hub: Hub | None = None):  # fmt: skip
-        self.section = section
-        self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
-        targets = [*osc, *section.osc]
-        self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
-        self.pipeline.outputs += [o for o in (self.osc, hub) if o is not None]
-        self.state = "starting"
-        self.error: str | None = None
-        self.failures = 0
-        self.finished = False  # a file without loop reached its end
-        self._source: Source | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stream-{section.id}", daemon=True)
-
-    @property
-    def id(self) -> str:
-        return self.section.id
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._source is not None:
-            self._source.stop()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    def status(self) -> dict:
-        """The source's own status (a capture's device state, say) while it runs, else the runner's."""
-        source = self._source.status() if self._source is not None else {}
-        state = source.get("state", self.state) if self.state == "running" else self.state
-        return {"kind": self.section.source, **source, "state": state, "error": self.error, "failures": self.failures}
-
-    def _open(self) -> Source:
-        s, sr = self.section, self.pipeline.sample_rate
-        if s.source == "device":
-            return Capture(select_device(s.device), sr)
-        if s.source == "file":
-            return FileSource(s.path, sr, block_seconds=0.02)
-        return FfmpegSource(s.url, sr, stall_s=s.stall_timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._source = source = self._open()
-                self.state, self.error = "running", None
-                file = self.section.source == "file"
-                blocks = paced(source, self.pipeline.sample_rate, self.section.speed) if file else source
-                for block in blocks:
-                    if self._stop.is_set():
-                        return
-                    self.pipeline.feed(block, source.newest_sample_time())
-                if self._stop.is_set():
-                    return
-                if self.section.source == "file" and not self.section.loop:
-                    self.state, self.finished = "ended", True
-                    return
-                if self.section.source == "url":
-                    raise RtgenreError(f"{self.section.url}: the stream ended")
-            except RtgenreError as e:
-                self.failures += 1
-                self.state, self.error = "retrying", str(e)
-                delay = BACKOFF_S[min(self.failures - 1, len(BACKOFF_S) - 1)]
-                log.warning("stream %s: %s; retrying in %g s", self.id, e, delay)
-                self._stop.wait(delay)
 
 
 class Daemon:
