@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import shutil
+import tempfile
 import time
 import urllib.request
 
@@ -104,7 +105,7 @@ def test_a_bad_upload_is_one_line_and_too_large_is_refused(tmp_path, music):
         conn.request("POST", "/classify", headers={"Content-Length": str(200_000_000), "X-Filename": "big.wav"})
         reply = conn.getresponse()
         assert reply.status == 413 and "up to 100 MB" in json.loads(reply.read())["error"].replace("1 byte to", "up to")
-        leftovers = [p for p in os.listdir("/tmp") if p.startswith("rtgenre-upload-")]
+        leftovers = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("rtgenre-upload-")]
         assert not leftovers, "the upload's temp dir is removed"
     finally:
         d.stop()

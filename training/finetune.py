@@ -88,7 +88,8 @@ def fit(model: TransferModel, feats: list[np.ndarray], labels: list[int], cfg: F
     w = patch_weights(feats, labels)
     tail.train()
     for _ in range(cfg.epochs):
-        for idx in rng.choice(len(x), size=cfg.patches_per_epoch, p=w).reshape(-1, cfg.batch):
+        drawn = rng.choice(len(x), size=cfg.patches_per_epoch, p=w)
+        for idx in (drawn[j : j + cfg.batch] for j in range(0, len(drawn), cfg.batch)):
             loss = nn.functional.cross_entropy(tail(torch.from_numpy(x[idx])), y[idx])
             opt.zero_grad()
             loss.backward()
