@@ -210,13 +210,13 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "teacher"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
-    tiny = ["--part", "midend", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1"]
+    tiny = ["--part", "backend", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1"]
     r = subprocess.run([sys.executable, "-m", "training", "finetune", *common, *tiny, "--wheel", str(wheel),
                         "--out", str(tmp_path / "ft")], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     meta = load_bundle(tmp_path / "ft").meta
-    assert meta.extra["family"] == "finetune-midend-MSD_musicnn" and meta.extra["training"]["folds_by"] == "artist"
-    assert "mid-end and back end" in (tmp_path / "ft" / "MODEL_CARD.md").read_text()
+    assert meta.extra["family"] == "finetune-backend-MSD_musicnn" and meta.extra["training"]["folds_by"] == "artist"
+    assert "back end (pooling batch norm, dense 200) fine-tuned" in (tmp_path / "ft" / "MODEL_CARD.md").read_text()
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "ft"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
