@@ -11,7 +11,7 @@ import subprocess
 import jsonschema
 import pytest
 from helpers import ROOT, rtgenre
-from test_daemon import free_port, track
+from test_daemon import Served, free_port, track
 
 from rtgenre.messages import SCHEMA_FILE
 
@@ -48,6 +48,29 @@ def test_the_node_subscriber_reads_every_message_of_a_replay(node_client, data):
     sent = [json.loads(line) for line in r.stdout.splitlines() if '"type"' in line]
     assert [m["seq"] for m in received] == list(range(len(received))) and received[-1]["type"] == "eos"
     assert received == sent  # the same messages, field for field, as the publisher sent them
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    for m in received:
+        validator.validate(m)
+
+
+def test_the_node_subscriber_follows_a_served_stream_to_its_end(node_client, data, tmp_path):
+    """Against `rtgenre serve`: what the Node client prints is what a Python subscriber of the same daemon got."""
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    node = subprocess.Popen(["node", node_client, endpoint, "once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    d = Served(tmp_path, [{"id": "once", "source": "file", "path": track(data, "disco"), "speed": 10}], feed_port=port)
+    try:
+        out, err = node.communicate(timeout=60)
+        d.wait_for(lambda: d.of("once", "eos"))
+    finally:
+        node.kill()
+        d.stop()
+    received = [json.loads(line) for line in out.splitlines()]
+    assert node.returncode == 0 and received and received[-1]["type"] == "eos", err
+    by_seq = {m["seq"]: m for m in d.of("once")}
+    assert received == [by_seq[m["seq"]] for m in received]  # the same messages as the Python subscriber's
+    assert [m["seq"] for m in received] == list(range(received[0]["seq"], received[-1]["seq"] + 1))  # no gap
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
     for m in received:
         validator.validate(m)

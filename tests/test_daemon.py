@@ -24,8 +24,9 @@ def free_port() -> int:
 class Served:
     """A `rtgenre serve` child with its own ports, and a subscriber collecting its feed."""
 
-    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None, web_port: int = 0):
-        self.feed = f"tcp://127.0.0.1:{free_port()}"
+    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None, web_port: int = 0,
+                 feed_port: int | None = None):  # fmt: skip
+        self.feed = f"tcp://127.0.0.1:{feed_port or free_port()}"
         self.control = f"tcp://127.0.0.1:{free_port()}"
         self.web_port = web_port
         self.config = tmp_path / "config.yaml"

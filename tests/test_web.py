@@ -109,3 +109,20 @@ def test_a_bad_upload_is_one_line_and_too_large_is_refused(tmp_path, music):
         assert not leftovers, "the upload's temp dir is removed"
     finally:
         d.stop()
+
+
+def test_a_browser_that_never_reads_costs_the_streams_nothing():
+    """The hub never waits: a stalled browser's queue keeps only its newest messages; a late one gets the state."""
+    from rtgenre.web import QUEUE, Hub
+
+    hub = Hub()
+    stalled = hub.connect()
+    t0 = time.perf_counter()
+    for i in range(20 * QUEUE):
+        hub.send({"type": "window", "stream": f"s{i % 2}", "seq": i})
+    assert time.perf_counter() - t0 < 1.0
+    assert stalled.qsize() == QUEUE and stalled.get_nowait()["seq"] == 20 * QUEUE - QUEUE
+    late = hub.connect()
+    assert sorted(m["seq"] for m in (late.get_nowait(), late.get_nowait())) == [20 * QUEUE - 2, 20 * QUEUE - 1]
+    hub.send({"type": "eos", "stream": "s0", "seq": 0})
+    assert set(hub.latest) == {"s1"}  # an ended stream leaves the page
