@@ -10,14 +10,22 @@ const streams = new Map();
 function colour(genre) {
   if (!colours.has(genre)) {
     colours.set(genre, PALETTE[colours.size % PALETTE.length]);
-    const li = document.createElement("li");
-    li.innerHTML = `<span class="swatch" style="background:${colours.get(genre)}"></span> ${genre}`;
-    document.getElementById("legend").appendChild(li);
+    document.getElementById("legend").appendChild(el("li", {}, swatch(colours.get(genre)), ` ${genre}`));
   }
   return colours.get(genre);
 }
 
 function pct(x) { return `${Math.round(x * 100)}%`; }
+
+// elements built from text, never from HTML strings: labels and file names come from outside
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+}
+
+function swatch(c) { return el("span", {class: "swatch", style: `background:${c}`}); }
 
 function card(id) {
   if (streams.has(id)) return streams.get(id);
@@ -71,12 +79,8 @@ function show(msg) {
   const probs = msg.smoothed || {};
   const bars = n.querySelector(".bars");
   if (bars.children.length !== Object.keys(probs).length) {
-    bars.replaceChildren(...Object.keys(probs).map(g => {
-      const li = document.createElement("li");
-      li.innerHTML = `<span class="label">${g}</span><span class="bar"><span class="fill"></span></span><span class="value"></span>`;
-      li.dataset.genre = g;
-      return li;
-    }));
+    bars.replaceChildren(...Object.keys(probs).map(g => el("li", {"data-genre": g}, el("span", {class: "label"}, g),
+      el("span", {class: "bar"}, el("span", {class: "fill"})), el("span", {class: "value"}))));
   }
   for (const li of bars.children) {
     const p = probs[li.dataset.genre] ?? 0;
@@ -159,11 +163,8 @@ async function upload(event) {
     ? `${body.file}: ${body.genre} ${pct(body.confidence)} over ${body.windows} windows${body.padded ? " (shorter than one window: looped)" : ""}`
     : `${body.file}: ${body.state === "too short" ? "shorter than 0.5 s of audio" : "silent throughout"}: no genre`;
   const tbody = document.querySelector("#result-probs tbody");
-  tbody.replaceChildren(...Object.entries(body.probs || {}).sort((a, b) => b[1] - a[1]).map(([g, p]) => {
-    const tr = document.createElement("tr");
-    tr.innerHTML = `<td><span class="swatch" style="background:${colour(g)}"></span> ${g}</td><td>${pct(p)}</td>`;
-    return tr;
-  }));
+  tbody.replaceChildren(...Object.entries(body.probs || {}).sort((a, b) => b[1] - a[1]).map(([g, p]) =>
+    el("tr", {}, el("td", {}, swatch(colour(g)), ` ${g}`), el("td", {}, pct(p)))));
   plot(body);
   box.hidden = false;
 }
