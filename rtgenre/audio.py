@@ -23,6 +23,8 @@ import soxr
 
 from .errors import AudioError
 
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".aiff", ".aif", ".opus"})  # ours to read
+
 
 @dataclass(frozen=True)
 class SourceInfo:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audio import AUDIO_SUFFIXES
 from .errors import RtgenreError
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".aiff", ".aif", ".opus"})
 TRIM_THRESHOLD = 64 << 20  # bytes freed before glibc returns memory to the system, in worker processes
 _MODELS: dict[tuple, object] = {}  # per worker process: the loaded model, by its settings
 
@@ -135,7 +135,6 @@ class PartWriter:
         self.settings = settings
         self.schema = schema
         self.rows: list[dict] = []
-        self.written = 0
         self._last = time.monotonic()
         out.mkdir(parents=True, exist_ok=True)
 
@@ -156,7 +155,6 @@ class PartWriter:
         tmp = self.out / f".{name}.tmp"
         pq.write_table(pa.Table.from_pylist(self.rows, schema=self.schema), tmp)
         os.replace(tmp, self.out / name)
-        self.written += len(self.rows)
         self.rows = []
 
 
@@ -215,13 +213,14 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
     if not todo:
         return counts
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands memory back on nearly
-    # every free, and the front end's per-window arrays pay for it (35 % of a worker's throughput here)
+    # every free, and the front end's per-window arrays pay for it (35 % of a worker's throughput here);
+    # the workers' stack sampler costs a few % too
     dask.config.set(
         {
             "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
             "distributed.worker.profile.enabled": False,
         }
-    )  # its stack sampler costs a few % too
+    )
     cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                                                   processes=True, dashboard_address=None,
                                                   scheduler_kwargs={"dashboard": False})  # fmt: skip
@@ -240,11 +239,9 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
                             for p in tasks[future]]  # fmt: skip
                 writer.add(rows)
                 bar.add(rows)
-                counts["classified"] += len(rows)
-                counts["errors"] += sum(r["error"] is not None for r in rows)
     finally:
         writer.flush()  # what finished is kept, however the run ends (Ctrl-C, SIGTERM, a lost scheduler)
         sys.stderr.write("\n")
         if cluster is not None:
             cluster.close()
-    return counts
+    return {**counts, "classified": bar.done, "errors": bar.errors}

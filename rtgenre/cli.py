@@ -136,8 +136,7 @@ def publish_stream(
             hub = web.Hub()
             pipeline.outputs.append(hub)
             model = api.Model(bundle, clf)
-            classify = lambda path: web.upload_result(model.classify(path), bundle.meta.labels)  # noqa: E731
-            page = web.WebServer(*web.parse_address(web_at), hub, classify, 100.0)
+            page = web.WebServer(*web.parse_address(web_at), hub, lambda path: web.upload_result(model, path), 100.0)
             click.echo(f"rtgenre: live page on http://{page.address}:{page.port}/", err=True)
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)

