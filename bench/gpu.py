@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from streaming import HOP_S, step_times, sustained  # noqa: E402
 
 from rtgenre.audio import FileSource  # noqa: E402
+from rtgenre.errors import ModelError  # noqa: E402
 from rtgenre.feed import Publisher  # noqa: E402
 from rtgenre.model import Classifier, available_models, load_bundle  # noqa: E402
 
@@ -46,15 +47,17 @@ def gpu_name() -> str | None:
     return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
 
 
-def cuda_ready() -> bool:
+def cuda_unready() -> str | None:
+    """Why ONNX Runtime's CUDA provider does not run the default model here, or None when it does."""
     import onnxruntime as ort
 
     if hasattr(ort, "preload_dlls"):  # the CUDA/cuDNN libraries of the nvidia-* PyPI packages, if installed
         ort.preload_dlls()
     try:
-        return Classifier(load_bundle(), "cuda").provider == "CUDAExecutionProvider"
-    except Exception:  # noqa: BLE001 - any failure here means: not ready
-        return False
+        Classifier(load_bundle(), "cuda")  # raises unless CUDA is the active provider
+    except ModelError as e:
+        return str(e)
+    return None
 
 
 def real_windows(bundle, data: Path, n: int) -> np.ndarray:
@@ -151,9 +154,9 @@ def main() -> int:
     if gpu is None:
         print("bench/gpu.py: no NVIDIA GPU here (nvidia-smi finds none): nothing to measure; skipped")
         return 0
-    if device == "cuda" and not cuda_ready():
+    if device == "cuda" and (why := cuda_unready()):
         if os.environ.get("RTGENRE_GPU_INSTALLED"):
-            print("bench/gpu.py: CUDA provider does not load even with the CUDA libraries installed", file=sys.stderr)
+            print(f"bench/gpu.py: CUDA does not load even with the CUDA libraries installed: {why}", file=sys.stderr)
             return 1
         print("bench/gpu.py: installing the CUDA 13 / cuDNN 9 libraries from PyPI (onnxruntime-gpu[cuda,cudnn])")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "onnxruntime-gpu[cuda,cudnn]"], check=True)
