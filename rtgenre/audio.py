@@ -13,7 +13,11 @@ import re
 import select
 import shutil
 import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,6 +120,7 @@ class FileSource(ClocklessSource):
             raise AudioError(f"{path}: contains no audio samples")
         self._block = max(1, int(block_seconds * self._file.samplerate))
         self.truncated: str | None = None  # why the file ended early, once it has been read to its end
+        self._mpeg = self._file.format == "MP3"
 
     def status(self) -> dict:
         return {"truncated": True, "truncated_reason": self.truncated} if self.truncated else {}
@@ -126,7 +131,8 @@ class FileSource(ClocklessSource):
         try:
             while not self._stopped:
                 try:
-                    raw = self._file.read(self._block, dtype="float32", always_2d=True)
+                    with self._decoding():
+                        raw = self._file.read(self._block, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as e:
                     raise AudioError(
                         f"{self.path}: decoding failed after {read / self.info.sample_rate:.1f} s: {e}"
@@ -147,6 +153,37 @@ class FileSource(ClocklessSource):
                     return
         finally:
             self._file.close()
+
+    def _decoding(self) -> AbstractContextManager:
+        return _quiet_mpg123(self.path) if self._mpeg else nullcontext()
+
+
+_STDERR_LOCK = threading.Lock()
+_MPG123_NOTE = b"[src/libmpg123/"
+
+
+@contextmanager
+def _quiet_mpg123(path: str) -> Iterator[None]:
+    """libmpg123, inside libsndfile, writes notes such as "part2_3_length too large" straight to the
+    process's stderr while decoding valid MP3s (the samples equal ffmpeg's decode). While a block
+    decodes, file descriptor 2 points at a scratch file: libmpg123's lines become debug records of
+    rtgenre's log, and whatever else was written meanwhile (another thread's log) goes back to stderr."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as scratch:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            scratch.seek(0)
+            for line in scratch:
+                if line.startswith(_MPG123_NOTE):
+                    log.debug("%s: libmpg123: %s", path, line.decode(errors="replace").rstrip())
+                else:
+                    os.write(2, line)
 
 
 class FfmpegSource(ClocklessSource):

@@ -342,3 +342,14 @@ def test_a_truncated_compressed_file_is_classified_and_says_so(tmp_path, data, e
     results = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["truncated"] for x in results] == [False, True]
     assert f"{cut}: truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_valid_mp3_leaves_stderr_to_rtgenre(tmp_path, data):
+    # libmpg123 (inside libsndfile) prints a dozen "part2_3_length too large" notes decoding this valid MP3;
+    # the samples equal ffmpeg's decode, so the notes are debug records, never the user's stderr
+    mp3 = tmp_path / "metal.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(data / "gtzan" / "metal" / "metal.00007.ogg"),
+                    "-b:a", "128k", str(mp3)], check=True)  # fmt: skip
+    r = rtgenre("classify", "--json", str(mp3), str(tmp_path / "missing.mp3"))
+    assert json.loads(r.stdout)["genre"] == "metal"
+    assert r.stderr.strip().splitlines() == [f"rtgenre: error: {tmp_path / 'missing.mp3'}: no such file"]
