@@ -80,7 +80,8 @@ class Model:
             if msg["type"] == WindowMessage.type:
                 windows.append(parse(msg))
 
-        eos = parse(run_source(source, pipeline, self.classifier, realtime=False, on_message=keep))
+        pipeline.outputs.append(keep)
+        eos = parse(run_source(source, pipeline, self.classifier, realtime=False))
         v = eos.verdict
         nan = [float("nan")] * len(self.labels)
         probs = np.array([list(m.probs.values()) if m.probs else nan for m in windows], np.float32)

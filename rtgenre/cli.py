@@ -131,30 +131,30 @@ def publish_stream(
         pipeline = StreamPipeline(bundle, settings, publisher, clf.provider)
         pipeline.lyrics = lyrics
         if osc:
-            pipeline.outputs.append(OscOutput(osc, bundle.meta.labels))
+            pipeline.outputs.append(OscOutput(osc, bundle.meta.labels).send)
         if web_at:
             hub = web.Hub()
-            pipeline.outputs.append(hub)
+            pipeline.outputs.append(hub.send)
             model = api.Model(bundle, clf)
             page = web.WebServer(*web.parse_address(web_at), hub, lambda path: web.upload_result(model, path), 100.0)
             click.echo(f"rtgenre: live page on http://{page.address}:{page.port}/", err=True)
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
-        on_message = print_json if json_mode(as_json) else view.update
+        pipeline.outputs.append(print_json if json_mode(as_json) else view.update)
         previous = signal.getsignal(signal.SIGTERM)
         if previous == signal.SIG_DFL:  # `listen` stops its capture on SIGTERM itself and ends normally
             signal.signal(signal.SIGTERM, _terminated)
         try:
-            return run_source(source, pipeline, clf, realtime=realtime, on_message=on_message)
+            return run_source(source, pipeline, clf, realtime=realtime)
         except Terminated:
-            on_message(pipeline.end("terminated"))
+            pipeline.end("terminated")
             raise
         except KeyboardInterrupt:
-            on_message(pipeline.end("interrupted"))
+            pipeline.end("interrupted")
             raise
         except RtgenreError as e:  # the source failed mid-way: subscribers hear why, then the user does
-            on_message(pipeline.end(f"error: {e}"))
+            pipeline.end(f"error: {e}")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)

@@ -30,7 +30,7 @@ from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
-from .pipeline import percentile_ms
+from .pipeline import classify_due, finish, percentile_ms
 from .runner import StreamRunner, stream_settings
 from .web import Hub, WebServer, upload_result
 
@@ -113,9 +113,8 @@ class Daemon:
         """Stop a stream and publish its end, classifying what it still had buffered."""
         runner.stop()
         runner.join(1.0)
-        self._classify([(runner, runner.pipeline.windows(final=True))])
         runner.state = "ended"  # not "running": status and rtgenre_stream_up must say it is gone
-        runner.pipeline.end(reason, runner.status())
+        finish(runner.pipeline, self.classifier, reason, runner.status())
         if runner.osc:
             runner.osc.close()
         self.ended[runner.id] = {**runner.status(), **to_json(runner.pipeline.stats()), "reason": reason}
@@ -158,24 +157,13 @@ class Daemon:
         return 0
 
     def _tick(self) -> None:
-        due = [(r, r.pipeline.windows(final=r.finished)) for r in self.runners.values()]
-        self._classify(due)
+        """One scheduler step: every stream's due windows in one batch, then ends and heartbeats."""
+        classify_due(self.classifier, [(r.pipeline, r.pipeline.windows()) for r in self.runners.values()])
         for runner in list(self.runners.values()):
             if runner.finished:
                 self._end(runner, "end of file")
-            elif self.publisher.heartbeat_due(runner.id):
+            elif runner.pipeline.heartbeat_due():
                 runner.pipeline.heartbeat(runner.status())
-
-    def _classify(self, due: list) -> None:
-        """One inference call per window length for every window due from every stream."""
-        by_length: dict[int, list] = {}
-        for runner, windows in due:
-            for w in windows:
-                by_length.setdefault(len(w.mel), []).append((runner, w))
-        for items in by_length.values():
-            probs = self.classifier.predict(np.stack([w.mel for _, w in items]))
-            for (runner, w), p in zip(items, probs, strict=True):
-                runner.pipeline.emit([w], p[None])
 
     # -- reload ---------------------------------------------------------------------------
     def reload(self) -> None:

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -96,10 +95,8 @@ def percentile_ms(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values * 1e3, q)), 3) if len(values) else None
 
 
-class Output(Protocol):
-    """Another receiver of a stream's messages (``osc.OscOutput``, ``web.Hub``); ``send`` must never block."""
-
-    def send(self, msg: dict) -> None: ...
+Output = Callable[[dict], None]
+"""Another receiver of a stream's messages (``OscOutput.send``, ``Hub.send``, a CLI printer); must never block."""
 
 
 class StreamPipeline:
@@ -241,6 +238,9 @@ class StreamPipeline:
         """The smoothed state now, as the messages carry it."""
         return SmoothedFields(**self._smoothed_fields(self._smoother.current()))
 
+    def heartbeat_due(self) -> bool:
+        return self.publisher is not None and self.publisher.heartbeat_due(self.id)
+
     def heartbeat(self, source: dict | None = None) -> dict:
         """The current state for subscribers that joined late or heard nothing for a while."""
         body = Heartbeat(t=round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()),
@@ -290,7 +290,7 @@ class StreamPipeline:
         else:
             msg = self.publisher.publish(self.id, body.type, to_json(body))
         for output in self.outputs:
-            output.send(msg)
+            output(msg)
         return msg
 
 
@@ -307,28 +307,33 @@ def paced(blocks: Iterable[np.ndarray], sample_rate: int, speed: float = 1.0) ->
         yield block
 
 
-def run_source(
-    source: Source,
-    pipeline: StreamPipeline,
-    classifier: Classifier,
-    realtime: bool,
-    on_message: Callable[[dict], None] = lambda m: None,
-) -> dict:
-    """Drive one source through the pipeline to its end; returns the end-of-stream message.
-    ``realtime`` paces a file like a live source; live sources pace themselves."""
+def classify_due(classifier: Classifier, due: Iterable[tuple[StreamPipeline, list[Window]]]) -> None:
+    """Classify and emit the windows due from any number of streams: one inference call per window length.
+
+    The one step every driver shares: ``run_source`` with one stream, the daemon's scheduler with all."""
+    by_length: dict[int, list[tuple[StreamPipeline, Window]]] = {}
+    for pipeline, windows in due:
+        for w in windows:
+            by_length.setdefault(len(w.mel), []).append((pipeline, w))
+    for items in by_length.values():
+        probs = classifier.predict(np.stack([w.mel for _, w in items]))
+        for (pipeline, w), p in zip(items, probs, strict=True):
+            pipeline.emit([w], p[None])
+
+
+def finish(pipeline: StreamPipeline, classifier: Classifier, reason: str, source: dict) -> dict:
+    """End a stream: classify what it still buffers, then publish its end-of-stream message."""
+    classify_due(classifier, [(pipeline, pipeline.windows(final=True))])
+    return pipeline.end(reason, source)
+
+
+def run_source(source: Source, pipeline: StreamPipeline, classifier: Classifier, realtime: bool) -> dict:
+    """Drive one source through the pipeline to its end; returns the end-of-stream message (messages go to
+    the pipeline's publisher and outputs). ``realtime`` paces a file like a live source; live sources pace
+    themselves."""
     for block in paced(source, pipeline.sample_rate) if realtime else source:
         pipeline.feed(block, source.newest_sample_time())
-        _classify(pipeline, classifier, pipeline.windows(), on_message)
-        if pipeline.publisher is not None and pipeline.publisher.heartbeat_due(pipeline.id):
-            on_message(pipeline.heartbeat(source.status()))
-    _classify(pipeline, classifier, pipeline.windows(final=True), on_message)
-    eos = pipeline.end(source.end_reason, source.status())
-    on_message(eos)
-    return eos
-
-
-def _classify(pipeline: StreamPipeline, classifier: Classifier, windows: list[Window], on_message) -> None:
-    if windows:
-        probs = classifier.predict(np.stack([w.mel for w in windows]))
-        for m in pipeline.emit(windows, probs):
-            on_message(m)
+        classify_due(classifier, [(pipeline, pipeline.windows())])
+        if pipeline.heartbeat_due():
+            pipeline.heartbeat(source.status())
+    return finish(pipeline, classifier, source.end_reason, source.status())

@@ -17,8 +17,9 @@ from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .model import Bundle
 from .osc import OscOutput
-from .pipeline import Output, StreamPipeline, StreamSettings, paced
+from .pipeline import StreamPipeline, StreamSettings, paced
 from .smoothing import SmoothingConfig
+from .web import Hub
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ class StreamRunner:
     """One stream: its source on a thread of its own, reopened with backoff when it fails."""
 
     def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
-                 osc: list[str] = (), hub: Output | None = None):  # fmt: skip
+                 osc: list[str] = (), hub: Hub | None = None):  # fmt: skip
         self.section = section
         self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
         targets = [*osc, *section.osc]
         self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
-        self.pipeline.outputs += [o for o in (self.osc, hub) if o is not None]
+        self.pipeline.outputs += [o.send for o in (self.osc, hub) if o is not None]
         self.state = "starting"
         self.error: str | None = None
         self.failures = 0

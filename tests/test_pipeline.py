@@ -10,7 +10,8 @@ from rtgenre.pipeline import StreamPipeline, StreamSettings, run_source
 def collect(bundle, classifier, source, **settings):
     msgs = []
     pipe = StreamPipeline(bundle, StreamSettings(**settings), None, classifier.provider)
-    eos = run_source(source, pipe, classifier, realtime=False, on_message=msgs.append)
+    pipe.outputs.append(msgs.append)
+    eos = run_source(source, pipe, classifier, realtime=False)
     return pipe, [m for m in msgs if m["type"] == "window"], eos
 
 
