@@ -23,6 +23,7 @@ from . import distill, finetune, fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
+from .crossval import out_of_fold
 from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, track_mel
 from .evaluate import SLICE_SECONDS, Scores, level_accuracy, plot_confusion, plot_curves, score
 from .export import onnx_ms_per_window, write_bundle
@@ -128,19 +129,21 @@ def cross_validate(
         fold = folds_of(c.tracks, folds, cfg.seed, by)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--folds") from None
-    probs: list = [None] * len(c.tracks)
     hits: dict[str, list[bool]] = {}
     histories = {}
-    for k in range(folds):
+
+    def fit_fold(train_idx: np.ndarray):
+        k = len(histories)
         click.echo(f"{cfg.family} seed {cfg.seed}: fold {k + 1}/{folds}", err=True)
-        held = np.flatnonzero(fold == k)
-        model, histories[f"fold {k + 1}"] = fit(
-            c, np.flatnonzero(fold != k), cfg, checkpoint_path(checkpoints, cfg, f"{by}-f{k}")
-        )
-        for i, p in zip(held, evaluate(c, model, held, cfg), strict=True):
-            probs[i] = p
+        model, histories[f"fold {k + 1}"] = fit(c, train_idx, cfg, checkpoint_path(checkpoints, cfg, f"{by}-f{k}"))
+        return model
+
+    def predict_fold(model, held: np.ndarray) -> list[np.ndarray]:
         for key, h in slice_hits(c, model, held).items():
             hits.setdefault(key, []).extend(h)
+        return evaluate(c, model, held, cfg)
+
+    probs = out_of_fold(fold, fit_fold, predict_fold)
     slice_acc = {k: round(float(np.mean(v)), 4) for k, v in hits.items() if v}
     full = [i for i, t in enumerate(c.tracks) if t.kind == "full"]
     return {
@@ -412,13 +415,8 @@ class MusicnnRun:
         by = "artist" if has_artists(tracks) else "track"
 
         def cv(seed: int, grouping: str) -> list[np.ndarray]:
-            fold = folds_of(tracks, folds, seed, grouping)
-            probs: list = [None] * len(tracks)
-            for k in range(folds):
-                fitted = fit(list(np.flatnonzero(fold != k)))
-                for i in np.flatnonzero(fold == k):
-                    probs[i] = fitted.probs(i)
-            return probs
+            return out_of_fold(folds_of(tracks, folds, seed, grouping), lambda idx: fit(list(idx)),
+                               lambda fitted, held: [fitted.probs(i) for i in held])  # fmt: skip
 
         full = [i for i, t in enumerate(tracks) if t.kind == "full"]
         runs = [cv(s, by) for s in range(fold_seeds)]

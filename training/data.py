@@ -22,6 +22,8 @@ from rtgenre.audio import FileSource
 from rtgenre.errors import AudioError
 from rtgenre.frontend import MelFrontend
 
+from .crossval import assign_folds
+
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 AUDIO_EXTS = (".ogg", ".wav", ".au", ".flac", ".mp3")
 
@@ -104,17 +106,10 @@ def artist_folds(tracks: list[Track], k: int, seed: int) -> np.ndarray:
     A track without a known artist is its own group, so a collection with no artist table falls back to
     track folds; ``has_artists`` tells a report which it got.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     groups = [t.artist or f"track:{t.key}" for t in tracks]
-    labels = [GENRES.index(t.genre) for t in tracks]
     if len(set(groups)) < k:
         raise ValueError(f"{k} folds need at least {k} artists; these tracks have {len(set(groups))}")
-    fold = np.empty(len(tracks), int)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for f, (_, held) in enumerate(splitter.split(np.zeros(len(tracks)), labels, groups)):
-        fold[held] = f
-    return fold
+    return assign_folds([GENRES.index(t.genre) for t in tracks], k, seed, groups)
 
 
 def has_artists(tracks: list[Track]) -> bool:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import nn
 
+from .crossval import assign_folds, out_of_fold
 from .lyrics import TopLayers
 
 
@@ -148,25 +148,29 @@ def cross_validate(
     result = CVResult(name, [], [], {g: [] for g in genres}, [])
     tensors = [torch.as_tensor(x) for x in inputs]
     y = torch.as_tensor(labels)
-    if groups is None:
-        splits = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(labels, labels)
-    else:
-        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=cfg.seed).split(labels, labels, groups)
-    for train_idx, test_idx in splits:
-        model = fit(make(), [x[train_idx] for x in tensors], y[train_idx], cfg, len(genres))
+    fold = assign_folds(labels, folds, cfg.seed, groups)
+
+    def fit_fold(train_idx: np.ndarray) -> nn.Module:
+        torch.manual_seed(cfg.seed)  # the initial weights too: fold 1's once came from an unseeded generator
+        return fit(make(), [x[train_idx] for x in tensors], y[train_idx], cfg, len(genres))
+
+    def predict_fold(model: nn.Module, held: np.ndarray) -> np.ndarray:
         # songs in one batch, so a gated model's last_gate holds every test song; windows in chunks
-        probs = predict(model, [x[test_idx] for x in tensors], len(test_idx) if groups is None else 256)
-        truth = labels[test_idx]
-        if groups is not None:
-            _, first, which = np.unique(groups[test_idx], return_index=True, return_inverse=True)
-            probs = np.stack([probs[which == j].mean(0) for j in range(len(first))])
-            truth = truth[first]
-        pred = probs.argmax(1)
-        result.acc.append(float((pred == truth).mean()))
-        result.macro_f1.append(float(f1_score(truth, pred, average="macro")))
-        for g, v in zip(genres, f1_score(truth, pred, labels=range(len(genres)), average=None, zero_division=0),
+        probs = predict(model, [x[held] for x in tensors], len(held) if groups is None else 256)
+        if isinstance(model, Fusion) and model.last_gate is not None and groups is None:
+            result.gates.append(np.column_stack([model.last_gate.numpy(), labels[held]]))
+        return probs
+
+    probs, truth = np.stack(out_of_fold(fold, fit_fold, predict_fold)), labels
+    if groups is not None:  # a group lies in one fold: its mean is scored in that fold
+        _, first, which = np.unique(groups, return_index=True, return_inverse=True)
+        probs = np.stack([probs[which == j].mean(0) for j in range(len(first))])
+        truth, fold = labels[first], fold[first]
+    for k in range(folds):
+        pred, true = probs[fold == k].argmax(1), truth[fold == k]
+        result.acc.append(float((pred == true).mean()))
+        result.macro_f1.append(float(f1_score(true, pred, average="macro")))
+        for g, v in zip(genres, f1_score(true, pred, labels=range(len(genres)), average=None, zero_division=0),
                         strict=True):  # fmt: skip
             result.per_genre_f1[g].append(float(v))
-        if isinstance(model, Fusion) and model.last_gate is not None and groups is None:
-            result.gates.append(np.column_stack([model.last_gate.numpy(), truth]))
     return result
