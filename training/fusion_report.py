@@ -3,12 +3,13 @@
 Every model sees the same stratified folds: audio alone (an MLP over the six Spotify audio
 descriptors of the recording), lyrics alone (a head on the frozen MiniLM sentence embedding), and
 the two fusion layers over both. The report says whether fusion helped, by how much, and in how
-many folds; the plots show the gate's trust in each modality per genre and which lyric tokens
-drive a lyrics-only prediction.
+many folds (each model's per-fold scores go to ``fusion.json`` beside it); the plots show the
+gate's trust in each modality per genre and which lyric tokens drive a lyrics-only prediction.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,6 +134,8 @@ the CNN's embedding) has no paired data here to be measured on; it runs on a col
 `lyrics.json`.
 """
     (out / "FUSION.md").write_text(text)
+    scores = {name: {"acc": r.acc, "macro_f1": r.macro_f1} for name, r in results.items()}
+    (out / "fusion.json").write_text(json.dumps({"folds": folds, "songs": n, "per_fold": scores}, indent=1))
     plot_gates(results["fusion: gated"], genres, out / "fusion_gates.png")
     return verdict
 
