@@ -12,6 +12,7 @@ from helpers import rtgenre
 
 from rtgenre.frontend import MelParams
 from rtgenre.model import load_bundle
+from training.crossval import assign_folds
 from training.data import GENRES, artist_folds, find_tracks, has_artists, stratified_folds
 from training.export import PARITY_ATOL, export_onnx, write_bundle
 from training.filterbank import mel_filterbank
@@ -51,6 +52,12 @@ def test_without_an_artist_table_folds_fall_back_to_tracks(data, tmp_path):
     tracks = find_tracks(tmp_path)
     assert not has_artists(tracks)
     assert sorted(np.bincount(artist_folds(tracks, 3, seed=0))) == [2, 2, 2]  # every track its own group
+
+
+def test_folds_need_a_class_that_fills_them():
+    assert sorted(np.bincount(assign_folds([0, 0, 1, 1], 2, seed=0))) == [2, 2]
+    with pytest.raises(ValueError, match="2 folds need a class with at least 2 items; the largest has 1"):
+        assign_folds([0, 1, 2], 2, seed=0)
 
 
 def test_shared_split_lists_are_read(data):

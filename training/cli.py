@@ -121,14 +121,19 @@ def slice_hits(c: Collection, model, idx) -> dict[str, list[bool]]:
     return out
 
 
+def fold_assignment(tracks: list[Track], folds: int, seed: int, by: str) -> np.ndarray:
+    """``folds_of``, with too few tracks or artists for the folds as a usage error (one line, exit 2)."""
+    try:
+        return folds_of(tracks, folds, seed, by)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--folds") from None
+
+
 def cross_validate(
     c: Collection, cfg: TrainConfig, folds: int, checkpoints: Path | None, by: str = "artist"
 ) -> tuple[dict, dict]:
     """Scores of k-fold CV (all tracks, and 30 s tracks only) and each fold's training history."""
-    try:
-        fold = folds_of(c.tracks, folds, cfg.seed, by)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--folds") from None
+    fold = fold_assignment(c.tracks, folds, cfg.seed, by)
     hits: dict[str, list[bool]] = {}
     histories = {}
 
@@ -415,7 +420,7 @@ class MusicnnRun:
         by = "artist" if has_artists(tracks) else "track"
 
         def cv(seed: int, grouping: str) -> list[np.ndarray]:
-            return out_of_fold(folds_of(tracks, folds, seed, grouping), lambda idx: fit(list(idx)),
+            return out_of_fold(fold_assignment(tracks, folds, seed, grouping), lambda idx: fit(list(idx)),
                                lambda fitted, held: [fitted.probs(i) for i in held])  # fmt: skip
 
         full = [i for i, t in enumerate(tracks) if t.kind == "full"]
