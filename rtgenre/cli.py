@@ -20,11 +20,11 @@ from .config import DEFAULT_CONTROL, LyricsSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
-from .messages import Eos, parse, schema_text
+from .messages import TOO_SHORT, Eos, parse, schema_text
 from .messages import Window as WindowMessage
 from .model import DEFAULT_MODEL, Bundle, Classifier, available_models, load_bundle
 from .osc import OscOutput
-from .pipeline import MIN_INPUT_S, TOO_SHORT, StreamPipeline, StreamSettings, run_source
+from .pipeline import MIN_INPUT_S, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
 
 REALTIME_BLOCK_S = 0.02  # small blocks keep hop-to-publish latency low when paced

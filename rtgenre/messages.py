@@ -22,6 +22,8 @@ SCHEMA_FILE = Path(__file__).with_name("feed.schema.json")
 Probs = dict[str, float]  # genre label -> probability
 SmoothedState = Literal["genre", "uncertain", "silence"]
 VerdictState = Literal["genre", "silence", "too short"]
+GENRE, UNCERTAIN, SILENCE = typing.get_args(SmoothedState)  # the names code compares with, from the one list
+TOO_SHORT = typing.get_args(VerdictState)[2]
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,15 @@ from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .frontend import fit_window
 from .lyrics import fuse
-from .messages import Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
+from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
 from .model import Bundle, Classifier, check_window
 from .ring import Ring
-from .smoothing import SILENCE, Smoother, SmoothingConfig
+from .smoothing import Smoother, SmoothingConfig
 
 log = logging.getLogger(__name__)
 
 MIN_INPUT_S = 0.5  # shorter input gets no genre: one looped 0.1 s is not evidence of anything
-TOO_SHORT = "too short"
 
 
 @dataclass(frozen=True)
@@ -259,7 +258,7 @@ class StreamPipeline:
             return Verdict(None, 0.0, None, TOO_SHORT if short else SILENCE, self._silent, self._padded, lyrics)
         mean = self._sum / self._voiced
         top = int(np.argmax(mean))
-        return Verdict(self.labels[top], round(float(mean[top]), 6), self._named(mean), "genre",
+        return Verdict(self.labels[top], round(float(mean[top]), 6), self._named(mean), GENRE,
                        self._voiced + self._silent, self._padded, lyrics)  # fmt: skip
 
     def stats(self) -> Stats:

@@ -74,7 +74,15 @@ class StreamRunner:
         """The source's own status (a capture's device state, say) while it runs, else the runner's."""
         source = self._source.status() if self._source is not None else {}
         state = source.get("state", self.state) if self.state == "running" else self.state
-        return {"kind": self.section.source, **source, "state": state, "error": self.error, "failures": self.failures}
+        osc = {"osc_dropped": self.osc.dropped} if self.osc else {}  # datagrams the kernel would not take
+        return {
+            "kind": self.section.source,
+            **source,
+            "state": state,
+            "error": self.error,
+            "failures": self.failures,
+            **osc,
+        }
 
     def _open(self) -> Source:
         s, sr = self.section, self.pipeline.sample_rate

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GENRE, UNCERTAIN, SILENCE = "genre", "uncertain", "silence"
+from .messages import GENRE, SILENCE, UNCERTAIN, SmoothedState
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Smoothed:
     probs: np.ndarray | None
     top: int | None
     confidence: float
-    state: str
+    state: SmoothedState
 
 
 class Smoother:

@@ -81,5 +81,7 @@ def test_a_served_stream_sends_osc_and_an_absent_receiver_costs_nothing(receiver
         d.wait_for(lambda: len(d.of("dark", "window")) >= 10 and len(d.of("lit", "window")) >= 10)
         addresses = {a for a, _ in got}
         assert "/rtgenre/lit/genre" in addresses and not any(a.startswith("/rtgenre/dark/") for a in addresses)
+        streams = d.status()["streams"]
+        assert streams["lit"]["osc_dropped"] == 0 and streams["dark"]["osc_dropped"] == 0  # vanished, not refused
     finally:
         d.stop()

@@ -2,7 +2,8 @@ import math
 
 import numpy as np
 
-from rtgenre.smoothing import GENRE, SILENCE, UNCERTAIN, Smoother, SmoothingConfig
+from rtgenre.messages import GENRE, SILENCE, UNCERTAIN
+from rtgenre.smoothing import Smoother, SmoothingConfig
 
 A, B = np.array([0.9, 0.1]), np.array([0.1, 0.9])
 
