@@ -43,6 +43,19 @@ def rtgenre(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     )
 
 
+def rtgenre_here(*args: str) -> subprocess.CompletedProcess:
+    """The same command line in this process (click's runner): for error matrices, where an interpreter per
+    case costs more than the case. An exception the CLI let through is raised, as a traceback would show."""
+    from click.testing import CliRunner
+
+    from rtgenre.cli import main
+
+    r = CliRunner().invoke(main, list(args))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
 class PulseServer:
     """A private PulseAudio server with a null sink whose monitor is the default capture source.
 
@@ -91,3 +104,13 @@ def require_pulse() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {', '.join(missing)} missing: `make test` installs pulseaudio and pulseaudio-utils")
     pytest.skip(f"needs PulseAudio ({', '.join(missing)} missing)")
+
+
+def until_eos(endpoint: str, got: list, timeout_s: float) -> None:
+    """A one-stream feed's messages into ``got``, up to its end-of-stream message (or ``timeout_s`` of silence)."""
+    from rtgenre.feed import subscribe
+
+    for _, m in subscribe(endpoint, timeout_s=timeout_s):
+        got.append(m)
+        if m["type"] == "eos":
+            return

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from helpers import rtgenre, tone, write_audio
+from helpers import rtgenre, rtgenre_here, tone, write_audio
 
 from rtgenre.model import DEFAULT_MODEL
 
@@ -65,12 +65,14 @@ BAD = {
 
 @pytest.mark.parametrize("kind", BAD)
 def test_bad_input_to_classify(tmp_path, kind):
-    assert_one_line_error(rtgenre("classify", str(make_bad(kind, tmp_path))), BAD[kind])
+    assert_one_line_error(rtgenre_here("classify", str(make_bad(kind, tmp_path))), BAD[kind])
 
 
 @pytest.mark.parametrize("kind", ["missing", "not audio", "silence"])
 def test_bad_input_to_replay(tmp_path, endpoint, kind):
-    assert_one_line_error(rtgenre("replay", "--fast", "--endpoint", endpoint, str(make_bad(kind, tmp_path))), BAD[kind])
+    assert_one_line_error(
+        rtgenre_here("replay", "--fast", "--endpoint", endpoint, str(make_bad(kind, tmp_path))), BAD[kind]
+    )
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path, music):
@@ -102,17 +104,17 @@ def test_bad_model_bundle(tmp_path, music, kind):
     if kind == "sha":
         (d / "filterbank.npy").write_bytes(b"x" + (d / "filterbank.npy").read_bytes()[1:])
     pattern = {"missing": "no such directory", "corrupt": "not valid JSON", "sha": "sha256 mismatch"}[kind]
-    assert_one_line_error(rtgenre("classify", "--model", str(d), str(music)), pattern)
+    assert_one_line_error(rtgenre_here("classify", "--model", str(d), str(music)), pattern)
 
 
 def test_endpoint_in_use_and_malformed(music, endpoint):
     sock = zmq.Context.instance().socket(zmq.PUB)
     sock.bind(endpoint)
     try:
-        assert_one_line_error(rtgenre("replay", "--fast", "--endpoint", endpoint, str(music)), "already in use")
+        assert_one_line_error(rtgenre_here("replay", "--fast", "--endpoint", endpoint, str(music)), "already in use")
     finally:
         sock.close(0)
-    assert_one_line_error(rtgenre("replay", "--endpoint", "tcp://nowhere", str(music)), "malformed endpoint")
+    assert_one_line_error(rtgenre_here("replay", "--endpoint", "tcp://nowhere", str(music)), "malformed endpoint")
 
 
 def test_replay_publishes_to_a_separate_subscriber(music, endpoint):

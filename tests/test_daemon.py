@@ -253,13 +253,15 @@ def test_curve_only_authorized_subscribers_receive(tmp_path, data):
     cfg = {"feed": {"endpoint": feed, "curve_secret_key": str(keys / "server.key_secret"),
                     "curve_authorized_keys": str(allowed)},
            "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"}, "metrics": {"port": 0}, "web": {"port": 0},
-           "streams": [{"id": "a", "source": "file", "path": track(data, "pop"), "loop": True}]}  # fmt: skip
+           "streams": [{"id": "a", "source": "file", "path": track(data, "pop"), "loop": True,
+                        "speed": 4}]}  # fmt: skip
     (tmp_path / "config.yaml").write_text(json.dumps(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp_path / "config.yaml")])
-    results: dict[str, list] = {}
+    results: dict[str, list] = {"alice": []}
 
-    def listen(who: str, **keys_) -> None:
-        results[who] = list(subscribe(feed, timeout_s=8, **keys_))
+    def listen(who: str, **keys_) -> None:  # until 3 s without a message: after the end, or never one at all
+        results.setdefault(who, [])
+        results[who].extend(subscribe(feed, timeout_s=3, **keys_))
 
     server_key = str(keys / "server.key")
     threads = [
@@ -271,7 +273,9 @@ def test_curve_only_authorized_subscribers_receive(tmp_path, data):
     ]  # fmt: skip
     for t in threads:
         t.start()
-    time.sleep(6)
+    deadline = time.monotonic() + 20
+    while sum(m["type"] == "window" for _, m in list(results["alice"])) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
     for t in threads:

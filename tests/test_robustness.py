@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from helpers import rtgenre, write_audio
+from helpers import rtgenre, rtgenre_here, until_eos, write_audio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import assert_one_line_error
@@ -196,7 +196,7 @@ def test_meta_json_that_is_not_an_object(tmp_path, meta):
     copy = tmp_path / "bundle"
     shutil.copytree(DEFAULT_MODEL, copy)
     (copy / "meta.json").write_text(meta)
-    assert_one_line_error(rtgenre("classify", "--model", str(copy), "x.ogg"), "meta.json must be a JSON object")
+    assert_one_line_error(rtgenre_here("classify", "--model", str(copy), "x.ogg"), "meta.json must be a JSON object")
 
 
 def test_filterbank_that_is_not_numpy_with_a_matching_sha(tmp_path):
@@ -206,7 +206,7 @@ def test_filterbank_that_is_not_numpy_with_a_matching_sha(tmp_path):
     meta = json.loads((copy / "meta.json").read_text())
     meta["files"]["filterbank.npy"] = __import__("hashlib").sha256(b"not numpy at all").hexdigest()
     (copy / "meta.json").write_text(json.dumps(meta))
-    assert_one_line_error(rtgenre("classify", "--model", str(copy), "x.ogg"), "not a numpy array file")
+    assert_one_line_error(rtgenre_here("classify", "--model", str(copy), "x.ogg"), "not a numpy array file")
 
 
 def test_lyric_bundle_without_files_is_a_one_line_error(tmp_path, music):
@@ -252,7 +252,7 @@ def test_replay_ends_with_eos_when_the_file_fails_midway(tmp_path, endpoint):
     y[22050 * 3] = np.nan
     bad = write_audio(tmp_path / "nan.wav", y, 22050, subtype="FLOAT")
     got = []
-    t = threading.Thread(target=lambda: got.extend(m for _, m in subscribe(endpoint, timeout_s=15)))
+    t = threading.Thread(target=until_eos, args=(endpoint, got, 15))
     t.start()
     r = rtgenre("replay", "--fast", "--json", "--wait", "5", "--endpoint", endpoint, str(bad))
     t.join()
@@ -262,7 +262,7 @@ def test_replay_ends_with_eos_when_the_file_fails_midway(tmp_path, endpoint):
 
 def test_replay_ends_with_eos_on_sigterm(music, endpoint):
     got = []
-    t = threading.Thread(target=lambda: got.extend(m for _, m in subscribe(endpoint, timeout_s=10)))
+    t = threading.Thread(target=until_eos, args=(endpoint, got, 10))
     t.start()
     cmd = [sys.executable, "-m", "rtgenre", "replay", "--json", "--wait", "5", "--endpoint", endpoint, str(music)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -278,7 +278,7 @@ def test_replay_ends_with_eos_on_sigterm(music, endpoint):
 
 def test_a_one_sample_file_gets_no_genre(tmp_path):
     f = write_audio(tmp_path / "one.wav", np.array([0.5], np.float32), 22050)
-    assert_one_line_error(rtgenre("classify", str(f)), "shorter than 0.5 s")
+    assert_one_line_error(rtgenre_here("classify", str(f)), "shorter than 0.5 s")
 
 
 def test_a_url_that_accepts_and_never_sends_is_a_failed_stream(tmp_path, data):
