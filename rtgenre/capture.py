@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Resampler, SourceInfo, to_mono
+from .backoff import Backoff
 from .errors import AudioError
 from .ring import Ring
 
@@ -143,15 +144,14 @@ class Capture:
         """Mono blocks at the model rate; an empty block on each idle poll, so the consumer
         keeps its heartbeats going while the device is silent or gone."""
         resample = Resampler(self.rate, self.sample_rate)
-        attempt, seen_overflows, last_report = 0, 0, 0.0
+        backoff, seen_overflows, last_report = Backoff(BACKOFF_S), 0, 0.0
         idle_since: float | None = None
         while not self._stop.is_set():
             if self._stream is None and not self._open():
-                self._stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
-                attempt += 1
+                self._stop.wait(backoff.next_delay())
                 yield _EMPTY
                 continue
-            attempt = 0
+            backoff.reset()
             if self._stop.wait(self._poll_s):
                 break
             if self.overflows > seen_overflows:

@@ -11,6 +11,7 @@ import logging
 import threading
 
 from .audio import FfmpegSource, FileSource, Source
+from .backoff import Backoff
 from .capture import Capture, select_device
 from .config import StreamSection
 from .errors import RtgenreError
@@ -49,7 +50,7 @@ class StreamRunner:
         self.pipeline.outputs += [o.send for o in (self.osc, hub) if o is not None]
         self.state = "starting"
         self.error: str | None = None
-        self.failures = 0
+        self.backoff = Backoff(BACKOFF_S)  # failures are counted, never reset: status reports them
         self.finished = False  # a file without loop reached its end
         self._source: Source | None = None
         self._stop = threading.Event()
@@ -80,7 +81,7 @@ class StreamRunner:
             **source,
             "state": state,
             "error": self.error,
-            "failures": self.failures,
+            "failures": self.backoff.failures,
             **osc,
         }
 
@@ -111,8 +112,7 @@ class StreamRunner:
                 if self.section.source == "url":
                     raise RtgenreError(f"{self.section.url}: the stream ended")
             except RtgenreError as e:
-                self.failures += 1
+                delay = self.backoff.next_delay()
                 self.state, self.error = "retrying", str(e)
-                delay = BACKOFF_S[min(self.failures - 1, len(BACKOFF_S) - 1)]
                 log.warning("stream %s: %s; retrying in %g s", self.id, e, delay)
                 self._stop.wait(delay)
