@@ -172,7 +172,7 @@ def _terminated(*_) -> None:
     raise Terminated
 
 
-@main.command()
+@main.command(short_help="Stream a file like a live source and publish its genre.")
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--fast", is_flag=True, help="As fast as the machine goes instead of real time.")
 @click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to this many seconds for a subscriber first.")
@@ -208,7 +208,7 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
     report_verdict(file, eos["verdict"], as_json=json_mode(as_json))
 
 
-@main.command()
+@main.command(short_help="Classify a capture device live and publish the genre.")
 @click.option("--device", "device_spec", default="mic", show_default=True,
               help="mic (the default input), a device index, or part of a device name.")  # fmt: skip
 @click.option("--duration", "duration_s", type=float, help="Stop after this many seconds (default: until stopped).")
@@ -235,7 +235,7 @@ def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, m
         click.echo(f"{device.name}: {v['genre'] or 'no genre (silence)'} over {v['windows']} windows")
 
 
-@main.command()
+@main.command(short_help="Run the daemon: every configured stream on one model.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default="config.yaml", show_default=True)
 def serve(config_path):
     """Run the daemon: every stream in the config on one model, published on one feed."""
@@ -245,7 +245,7 @@ def serve(config_path):
     sys.exit(Daemon(config_path).run())
 
 
-@main.command()
+@main.command(short_help="Ask a running daemon for its streams and figures.")
 @click.option("--endpoint", default=DEFAULT_CONTROL, show_default=True, help="The daemon's control endpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option("--timeout", "timeout_s", default=2.0, show_default=True, help="Seconds to wait for an answer.")
@@ -268,7 +268,7 @@ def status(endpoint, as_json, timeout_s):
         )
 
 
-@main.command(name="lyrics")
+@main.command(name="lyrics", short_help="Tell a daemon the lyrics a live stream plays now.")
 @click.argument("lyrics_file", required=False, type=click.Path(path_type=str))
 @click.option("--stream", "stream_id", required=True, help="The daemon stream the lyrics belong to.")
 @click.option("--clear", is_flag=True, help="Forget the stream's lyrics (the next song has none yet).")
@@ -287,7 +287,7 @@ def lyrics_cmd(lyrics_file, stream_id, clear, weight, endpoint):
     click.echo(f"stream {reply['stream']}: lyrics {'on' if reply['lyrics'] else 'off'}")
 
 
-@main.command(name="keygen")
+@main.command(name="keygen", short_help="Write a CurveZMQ key pair for the feed.")
 @click.argument("directory", type=click.Path(path_type=str))
 @click.option("--name", default="rtgenre", show_default=True, help="Base name of the key files.")
 def keygen_cmd(directory, name):
@@ -296,7 +296,7 @@ def keygen_cmd(directory, name):
     click.echo(f"public key: {public}\nsecret key: {secret}")
 
 
-@main.command(name="proxy")
+@main.command(name="proxy", short_help="Gather the feeds of several daemons into one.")
 @click.option(
     "--frontend",
     default="tcp://127.0.0.1:5558",
@@ -310,14 +310,14 @@ def proxy_cmd(frontend, backend):
     proxy(frontend, backend)
 
 
-@main.command()
+@main.command(short_help="List the input devices capture can use.")
 def devices():
     """List the input devices live capture can use."""
     for d in input_devices():
         click.echo(f"{d.index:3d}  {d.name}  [{d.hostapi}]  {d.channels} ch  {d.default_rate:g} Hz")
 
 
-@main.command()
+@main.command(short_help="One genre verdict per file.")
 # readable=False: an unreadable file is reported with the others, not refused as a usage error for all
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (the default when stdout is not a terminal).")
@@ -349,7 +349,7 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
         click.echo(f"{file}: {verdict['genre']} {verdict['confidence']:.0%} over {verdict['windows']} windows{padded}")
 
 
-@main.command(name="batch")
+@main.command(name="batch", short_help="Classify a library on a Dask cluster into Parquet.")
 @click.argument("inputs", nargs=-1, required=True, metavar="ROOT_OR_LIST...")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Parquet dataset directory (one row per file; resumed when it exists).")  # fmt: skip
@@ -371,13 +371,13 @@ def batch_cmd(inputs, out, scheduler, workers, model_spec, window_s, hop_s, chun
                f"errors), {counts['skipped']} already in {out}", err=True)  # fmt: skip
 
 
-@main.command(name="schema")
+@main.command(name="schema", short_help="Print the JSON Schema of the feed's messages.")
 def schema_cmd():
     """Print the JSON Schema of the feed's messages (for clients in other languages)."""
     click.echo(schema_text(), nl=False)
 
 
-@main.command(name="models")
+@main.command(name="models", short_help="List the shipped models: accuracy, cost, size.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 def models_cmd(as_json):
     """The shipped models: name, honest accuracy, cost per window and size."""
@@ -414,7 +414,7 @@ def model_summary(bundle: Bundle) -> dict:
     }
 
 
-@main.command(name="subscribe")
+@main.command(name="subscribe", short_help="Print a genre feed as it arrives.")
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ endpoint to connect to.")
 @click.option("--stream", "stream_id", help="Only this stream id (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print each message as a JSON line.")

@@ -22,6 +22,8 @@ def assert_one_line_error(r, pattern: str):
 
 def test_version_and_help():
     assert rtgenre("--version").stdout.startswith("rtgenre, version")
+    commands = rtgenre_here("--help").stdout.split("Commands:")[1]
+    assert "..." not in commands and len(commands.strip().splitlines()) == 13  # every summary whole
     for cmd in ("replay", "classify", "subscribe"):
         r = rtgenre(cmd, "--help")
         assert r.returncode == 0 and "Usage:" in r.stdout
