@@ -81,6 +81,7 @@ def test_kaggle_and_original_layouts(data, tmp_path):
         assert {t.split for t in tracks} == {"train"}  # no split lists: all train, evaluated by CV
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_with_parity_and_runs_in_the_runtime(tmp_path, family, data):
     params = MelParams()
@@ -111,6 +112,15 @@ def test_hand_features_find_the_tempo_of_a_click_track(bpm):
     assert abs(float(features[0, -2]) - bpm) < 0.06 * bpm  # within a frame of lag
 
 
+def test_help_shows_every_command_summary_whole():
+    from click.testing import CliRunner
+
+    from training.cli import main
+
+    commands = CliRunner().invoke(main, ["--help"]).stdout.split("Commands:")[1]
+    assert "..." not in commands and len(commands.strip().splitlines()) == 10
+
+
 def test_a_missing_training_extra_is_one_line_not_a_traceback():
     hide_torch = "import sys; sys.modules['torch'] = None; import training; training.main()"
     r = subprocess.run([sys.executable, "-c", hide_torch, "--help"], capture_output=True, text=True, timeout=60)
@@ -120,6 +130,7 @@ def test_a_missing_training_extra_is_one_line_not_a_traceback():
     ]
 
 
+@pytest.mark.training
 def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     out = tmp_path / "tiny"
     r = subprocess.run(
@@ -157,6 +168,7 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     assert json.loads(c.stdout)["genre"] in GENRES
 
 
+@pytest.mark.training
 def test_compare_writes_the_table_and_plots(data, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("limit: 2\nepochs: 1\nwindows-per-epoch: 32\nfolds: 2\n")
@@ -200,6 +212,7 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr and "was run at this recipe" in r.stderr
 
 
+@pytest.mark.training
 def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data, tmp_path, wheel):
     """The musicnn transfer bundle (level-free verdict), a fine-tuned one, and a crnn2d student distilled from
     the transfer teacher."""

@@ -252,7 +252,7 @@ def main() -> None:
     """Train and compare rtgenre models on GTZAN with honest, artist-grouped evaluation."""
 
 
-@main.command(name="train")
+@main.command(name="train", short_help="Cross-validate one family, then ship it as a bundle.")
 @common
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
 @click.option("--family", type=click.Choice(sorted(FAMILIES)), default="cnn", show_default=True)
@@ -303,7 +303,7 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     click.echo(json.dumps({k: {"track_acc": v.track_acc, "macro_f1": v.macro_f1} for k, v in results.items()}))
 
 
-@main.command(name="compare")
+@main.command(name="compare", short_help="Cross-validate every family over seeds into one table.")
 @common
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the table and plots.")
 @click.option("--families", default=",".join(FAMILIES), show_default=True, help="Comma-separated families.")
@@ -464,7 +464,7 @@ class MusicnnRun:
         return results, seeds, levels, ms, by
 
 
-@main.command(name="transfer")
+@main.command(name="transfer", short_help="A genre head on the frozen pretrained musicnn.")
 @musicnn_options
 @click.option(
     "--features",
@@ -493,7 +493,7 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
     (out / "MODEL_CARD.md").write_text(card)
 
 
-@main.command(name="finetune")
+@main.command(name="finetune", short_help="musicnn's later layers fine-tuned for genre.")
 @musicnn_options
 @click.option(
     "--part",
@@ -530,7 +530,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     (out / "MODEL_CARD.md").write_text(card)
 
 
-@main.command(name="quantize")
+@main.command(name="quantize", short_help="An int8 copy of a bundle, with its accuracy change.")
 @click.option("--model", "model_spec", required=True, help="The float bundle (a shipped name or a directory).")
 @click.option(
     "--data",
@@ -585,7 +585,7 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
     click.echo(json.dumps({"name": meta.name, **figures}))
 
 
-@main.command(name="levels")
+@main.command(name="levels", short_help="Valid-split accuracy of a checkpoint by input level.")
 @click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -629,7 +629,7 @@ def lyric_options(f):
     return f
 
 
-@main.command(name="fusion")
+@main.command(name="fusion", short_help="Does audio + lyrics beat either alone? (paired set)")
 @lyric_options
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for FUSION.md and plots.")
 @click.option("--folds", default=5, show_default=True)
@@ -645,7 +645,7 @@ def fusion_cmd(csv_path, encoder_path, limit, cache, out, folds, epochs):
     fusion_report.plot_tokens(encoder, songs, result, cfg, out / "lyric_tokens.png")
 
 
-@main.command(name="fusion-mel")
+@main.command(name="fusion-mel", short_help="Log-mel + lyrics fusion against either alone.")
 @click.option(
     "--data",
     "data_root",
@@ -682,7 +682,7 @@ def fusion_mel_cmd(data_root, family, encoder_path, out, folds, epochs, limit, c
     click.echo(fusion_mel.report(out, result, data_root, len(c.tracks), family, folds, cfg))
 
 
-@main.command(name="lyrics-model")
+@main.command(name="lyrics-model", short_help="Train and export the runtime's lyric model.")
 @lyric_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models/lyrics-minilm"), show_default=True)
 def lyrics_model_cmd(csv_path, encoder_path, limit, cache, out):
@@ -691,7 +691,7 @@ def lyrics_model_cmd(csv_path, encoder_path, limit, cache, out):
     click.echo(json.dumps({k: meta[k] for k in ("labels", "int8_vs_fp32_top_genre_agreement")}))
 
 
-@main.command(name="saliency")
+@main.command(name="saliency", short_help="Occlusion maps of what drives a prediction.")
 @click.argument("tracks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG to write.")
 @click.option(
