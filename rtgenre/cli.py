@@ -16,7 +16,7 @@ from . import __version__, api, web
 from .audio import FileSource, Source
 from .batch import BatchSettings, run_batch
 from .capture import Capture, input_devices, select_device
-from .config import DEFAULT_CONTROL, LyricsSection, bounds
+from .config import DEFAULT_CONTROL, LyricsSection, StreamSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
@@ -41,7 +41,10 @@ class FiniteRange(click.FloatRange):
         return rv
 
 
-WEIGHT = FiniteRange(*bounds(LyricsSection, "weight"))  # the config's range for a lyrics weight
+CONFIG_PLACES = (Path.home() / ".config" / "rtgenre" / "config.yaml", Path("/etc/rtgenre/config.yaml"))  # the units'
+WEIGHT = FiniteRange(*bounds(LyricsSection, "weight"))  # the config's ranges: one definition for config and CLI
+WINDOW = FiniteRange(*bounds(StreamSection, "window"))
+HOP = FiniteRange(*bounds(StreamSection, "hop"))
 
 
 class Main(click.Group):
@@ -76,23 +79,31 @@ def model_options(f):
         metavar="NAME|DIR",
         help="A shipped model by name (see `rtgenre models`) or a bundle directory (default: crnn2d-gtzan).",
     )(f)
-    f = click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")(
-        f
-    )
-    f = click.option("--hop", "hop_s", type=float, help="Seconds between windows (default: the model's).")(f)
+    f = click.option("--window", "window_s", type=WINDOW, help="Window length in seconds (default: the model's).")(f)
+    f = click.option("--hop", "hop_s", type=HOP, help="Seconds between windows (default: the model's).")(f)
     f = click.option(
         "--provider",
         type=click.Choice(["auto", "cpu", "cuda"]),
         default="auto",
         show_default=True,
-        help="ONNX Runtime execution provider; auto uses CUDA when it really loads.",
+        help="ONNX Runtime execution provider: auto uses CUDA when it really loads, cuda fails without it.",
     )(f)
-    f = click.option("--require-gpu", is_flag=True, help="Fail unless the CUDA provider is active.")(f)
+    f = click.option(
+        "--require-gpu", is_flag=True, help="Fail unless the CUDA provider is active (= --provider cuda)."
+    )(f)
     return f
 
 
-def load_model(model_spec: str | None, provider: str, require_gpu: bool) -> tuple[Bundle, Classifier]:
+def load_model(
+    model_spec: str | None, provider: str, require_gpu: bool, window_s: float | None, hop_s: float | None
+) -> tuple[Bundle, Classifier]:
+    """The model the options name; options that contradict each other are usage errors before any work."""
+    if require_gpu and provider == "cpu":
+        raise click.UsageError("--require-gpu contradicts --provider cpu")
     bundle = load_bundle(model_spec)
+    window = bundle.meta.window_s if window_s is None else window_s
+    if hop_s is not None and hop_s > window:
+        raise click.UsageError(f"--hop {hop_s:g} is longer than the window ({window:g} s)")
     return bundle, Classifier(bundle, "cuda" if require_gpu else provider)
 
 
@@ -195,7 +206,7 @@ def _terminated(*_) -> None:
 def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, osc, web_at, stream_id, as_json,
            model_spec, window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
-    bundle, clf = load_model(model_spec, provider, require_gpu)
+    bundle, clf = load_model(model_spec, provider, require_gpu, window_s, hop_s)
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
     lyrics = None if no_lyrics else lyrics_path or lyrics_beside(file)
@@ -217,7 +228,7 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
 def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, model_spec, window_s, hop_s, provider,
            require_gpu):  # fmt: skip
     """Classify live input from a capture device and publish genre estimates."""
-    bundle, clf = load_model(model_spec, provider, require_gpu)
+    bundle, clf = load_model(model_spec, provider, require_gpu, window_s, hop_s)
     device = select_device(device_spec)
     capture = Capture(device, bundle.meta.frontend.sample_rate)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -236,10 +247,19 @@ def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, m
 
 
 @main.command(short_help="Run the daemon: every configured stream on one model.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default="config.yaml", show_default=True)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), envvar="RTGENRE_CONFIG",
+              help="The daemon's YAML config (default: $RTGENRE_CONFIG, else the first of "
+                   f"{', '.join(map(str, CONFIG_PLACES))} that exists).")  # fmt: skip
 def serve(config_path):
     """Run the daemon: every stream in the config on one model, published on one feed."""
     from .daemon import Daemon
+
+    if config_path is None:
+        config_path = next((p for p in CONFIG_PLACES if p.is_file()), None)
+        if config_path is None:
+            raise click.UsageError(
+                f"no config: pass --config FILE or set RTGENRE_CONFIG (none in {', '.join(map(str, CONFIG_PLACES))})"
+            )
 
     logging.getLogger().setLevel(logging.INFO)  # a service's log (the journal) wants its provider and reloads
     sys.exit(Daemon(config_path).run())
@@ -324,7 +344,7 @@ def devices():
 @model_options
 def classify(files, as_json, model_spec, window_s, hop_s, provider, require_gpu):
     """One genre verdict per file; a bad file is reported and the others still processed."""
-    model = api.Model(*load_model(model_spec, provider, require_gpu))
+    model = api.Model(*load_model(model_spec, provider, require_gpu, window_s, hop_s))
     failed = 0
     for file in files:
         try:

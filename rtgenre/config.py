@@ -13,7 +13,7 @@ import yaml
 
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
-from .model import available_models
+from .model import MAX_WINDOW_S, MIN_WINDOW_S, available_models
 from .osc import parse_osc_url
 from .web import DEFAULT_PORT
 
@@ -54,8 +54,8 @@ class StreamSection:
     speed: float = field(default=1.0, metadata=_range(0.1, 100.0))  # source: file, × real time
     url: str | None = None  # source: url (decoded by ffmpeg)
     stall_timeout: float = field(default=10.0, metadata=_range(1.0, 600.0))  # source: url, s without audio = failed
-    window: float | None = field(default=None, metadata=_range(1.0, 3.0))
-    hop: float | None = field(default=None, metadata=_range(0.05, 3.0))
+    window: float | None = field(default=None, metadata=_range(MIN_WINDOW_S, MAX_WINDOW_S))
+    hop: float | None = field(default=None, metadata=_range(0.05, MAX_WINDOW_S))
     smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, this stream
 

@@ -29,6 +29,23 @@ def test_version_and_help():
         assert r.returncode == 0 and "Usage:" in r.stdout
 
 
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["classify", "--window", "9", "x.ogg"], "Invalid value for '--window': 9.0 is not in the range 1.0<=x<=3.0"),
+        (["replay", "--hop", "0", "x.ogg"], "Invalid value for '--hop'"),
+        (["classify", "--window", "2", "--hop", "2.5", "x.ogg"], "--hop 2.5 is longer than the window (2 s)"),
+        (["listen", "--provider", "cpu", "--require-gpu"], "--require-gpu contradicts --provider cpu"),
+        (["serve"], "no config: pass --config FILE or set RTGENRE_CONFIG"),
+    ],
+)
+def test_contradicting_or_out_of_range_options_are_usage_errors_before_any_work(args, pattern, tmp_path, monkeypatch):
+    monkeypatch.setattr("rtgenre.cli.CONFIG_PLACES", (tmp_path / "none.yaml",))
+    monkeypatch.delenv("RTGENRE_CONFIG", raising=False)
+    r = rtgenre_here(*args)
+    assert r.returncode == 2 and pattern in r.stderr, r.stderr  # click's usage-error code, before any file is read
+
+
 def make_bad(kind: str, d):
     if kind == "missing":
         return d / "nope.wav"
