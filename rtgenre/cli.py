@@ -376,8 +376,8 @@ def report_verdict(file: str, verdict: dict, as_json: bool) -> None:
 @click.option("--scheduler", metavar="tcp://HOST:8786", help="A running Dask scheduler (default: a local cluster).")
 @click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster (default: all cores).")
 @click.option("--model", "model_spec", metavar="NAME|DIR", help="A shipped model by name or a bundle directory.")
-@click.option("--window", "window_s", type=float, help="Window length in seconds, 1–3 (default: the model's).")
-@click.option("--hop", "hop_s", type=float, help="Seconds between windows (default: the model's).")
+@click.option("--window", "window_s", type=WINDOW, help="Window length in seconds (default: the model's).")
+@click.option("--hop", "hop_s", type=HOP, help="Seconds between windows (default: the model's).")
 @click.option("--chunk", default=BatchSettings.chunk, show_default=True, type=click.IntRange(1), help="Files per task.")
 def batch_cmd(inputs, out, scheduler, workers, model_spec, window_s, hop_s, chunk):
     """Classify a music library (directories, files, or .txt lists of paths) on a Dask cluster into Parquet."""
