@@ -152,6 +152,9 @@ def publish_stream(
         if wait_s > 0 and not publisher.wait_for_subscriber(wait_s):
             click.echo(f"rtgenre: no subscriber after {wait_s:g} s, publishing anyway", err=True)
         view = LiveView(title, bundle.meta.labels, source.info.duration_s)
+        if not json_mode(as_json):  # the live view: say where the feed is and how to read it
+            click.echo(f"rtgenre: publishing on {publisher.endpoint}; to follow it elsewhere: "
+                       f"rtgenre subscribe --endpoint {publisher.endpoint}", err=True)  # fmt: skip
         pipeline.outputs.append(print_json if json_mode(as_json) else view.update)
         previous = signal.getsignal(signal.SIGTERM)
         if previous == signal.SIG_DFL:  # `listen` stops its capture on SIGTERM itself and ends normally

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,26 @@ def test_replay_is_paced_at_real_time(music, endpoint):
     r = rtgenre("replay", "--json", "--endpoint", endpoint, str(music))
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 >= 5.0  # the audio clock: 5 s of audio take at least 5 s
+
+
+def test_the_live_view_says_where_it_publishes(music, endpoint):
+    import pty
+
+    main, tty = pty.openpty()  # a terminal: the live view instead of JSON lines
+    proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "replay", "--fast", "--endpoint", endpoint, str(music)],
+                            stdin=subprocess.DEVNULL, stdout=tty, stderr=tty)  # fmt: skip
+    os.close(tty)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.wait(60) == 0
+    text = out.decode(errors="replace")
+    assert f"publishing on {endpoint}; to follow it elsewhere: rtgenre subscribe --endpoint {endpoint}" in text
+    assert "level nan" not in text and "genre" in text
