@@ -7,13 +7,14 @@ import http.client
 import json
 import os
 import shutil
-import tempfile
 import time
 import urllib.request
 
 import pytest
 from helpers import ROOT, rtgenre
 from test_daemon import Served, free_port, track
+
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,10 @@ def test_the_page_shows_the_feed_and_classifies_an_upload(browser, data, tmp_pat
 
 def test_a_bad_upload_is_one_line_and_too_large_is_refused(tmp_path, music):
     port = free_port()
-    d = Served(tmp_path, [{"id": "a", "source": "file", "path": str(music), "loop": True}], web_port=port)
+    scratch = tmp_path / "tmp"  # the daemon's own temp dir: other tests' uploads may run meanwhile
+    scratch.mkdir()
+    d = Served(tmp_path, [{"id": "a", "source": "file", "path": str(music), "loop": True}], web_port=port,
+               env={"TMPDIR": str(scratch)})  # fmt: skip
     try:
 
         def post(body: bytes, name: str) -> tuple[int, dict]:
@@ -105,8 +109,7 @@ def test_a_bad_upload_is_one_line_and_too_large_is_refused(tmp_path, music):
         conn.request("POST", "/classify", headers={"Content-Length": str(200_000_000), "X-Filename": "big.wav"})
         reply = conn.getresponse()
         assert reply.status == 413 and "up to 100 MB" in json.loads(reply.read())["error"].replace("1 byte to", "up to")
-        leftovers = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("rtgenre-upload-")]
-        assert not leftovers, "the upload's temp dir is removed"
+        assert not [p for p in os.listdir(scratch) if p.startswith("rtgenre-upload-")], "its temp dir is removed"
     finally:
         d.stop()
 
