@@ -58,12 +58,14 @@ MUSICNN_WHEEL := .musicnn/musicnn-0.1.0-py3-none-any.whl
 $(MUSICNN_WHEEL):
 	python3 -m pip download -q --no-deps musicnn==0.1.0 -d .musicnn
 
+# two workers (pytest-xdist): the tiny training runs go one at a time (they use every core) while the
+# daemon, capture and browser tests, which mostly wait on sockets and real-time audio, share the rest
 test: lint $(MUSICNN_WHEEL)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
-# the edit loop: everything but the slow daemon, capture and training tests
+# the edit loop: everything not marked slow (daemons, capture, browsers, installs, training runs)
 test-fast: $(VENV)/.dev $(MUSICNN_WHEEL)
-	$(VENV)/bin/pytest -q -x --ignore=tests/test_training.py --ignore=tests/test_daemon.py --ignore=tests/test_capture.py
+	$(VENV)/bin/pytest -q -x -m "not slow"
 
 bench: $(VENV)/.dev
 	$(PY) bench/throughput.py

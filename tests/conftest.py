@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, PulseServer, require_data, require_pulse, write_audio
+from helpers import ROOT, PulseServer, free_port, require_data, require_pulse, write_audio
 
 from rtgenre.model import Classifier, load_bundle
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("training"):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("training"))
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +36,7 @@ def classifier(bundle):
 
 @pytest.fixture
 def endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"tcp://127.0.0.1:{port}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,13 @@ def tone(seconds: float, sr: int = 22050, freq: float = 440.0, channels: int = 1
     t = np.arange(int(seconds * sr)) / sr
     y = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
+
+
+def free_port() -> int:
+    """A TCP port nothing on 127.0.0.1 uses now: every test binds its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def rtgenre(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:

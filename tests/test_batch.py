@@ -20,6 +20,8 @@ from helpers import rtgenre
 
 from rtgenre.batch import find_audio
 
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
+
 
 @pytest.fixture
 def library(data, tmp_path) -> Path:

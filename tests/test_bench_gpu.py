@@ -25,6 +25,7 @@ def test_without_a_gpu_it_skips_cleanly():
     )
 
 
+@pytest.mark.slow
 def test_every_part_runs_with_the_cpu_standing_in():
     r = run("--cpu-stand-in", "--max-batch", "16", "--max-streams", "8")
     assert r.returncode == 0, r.stderr[-2000:]

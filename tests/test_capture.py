@@ -8,10 +8,13 @@ import sys
 import time
 
 import pytest
+from helpers import free_port
 
 from rtgenre.capture import Capture, Device, select_device
 from rtgenre.errors import AudioError
 from rtgenre.pipeline import StreamPipeline, StreamSettings, run_source
+
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
 DEVICES = [
     Device(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", "ALSA", 2, 44100),
@@ -47,8 +50,10 @@ def test_unknown_and_ambiguous_names_list_the_candidates():
 
 
 def listen(pulse, *args: str) -> subprocess.Popen:
+    """`rtgenre listen` on the private server, publishing on a port of its own."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     return subprocess.Popen(
-        [sys.executable, "-m", "rtgenre", "listen", "--device", "pulse", "--json", *args],
+        [sys.executable, "-m", "rtgenre", "listen", "--device", "pulse", "--json", "--endpoint", endpoint, *args],
         env=pulse.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,10 +10,12 @@ import subprocess
 
 import jsonschema
 import pytest
-from helpers import ROOT, rtgenre
-from test_daemon import Served, free_port, track
+from helpers import ROOT, free_port, rtgenre
+from test_daemon import Served, track
 
 from rtgenre.messages import SCHEMA_FILE
+
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
 CLIENT = ROOT / "tests" / "clients" / "node"
 

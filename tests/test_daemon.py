@@ -10,15 +10,11 @@ import threading
 import time
 
 import pytest
-from helpers import rtgenre
+from helpers import free_port, rtgenre
 
 from rtgenre.feed import request, subscribe
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
 
 class Served:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -66,6 +67,7 @@ def test_fusion_beats_either_modality_when_each_holds_half_the_answer():
         assert f"| {name} | {np.mean(r.acc):.3f} ± {np.std(r.acc):.3f} |" in summary
 
 
+@pytest.mark.training
 def test_tiny_fusion_experiment_reports_what_its_cv_measured(data, tmp_path):
     r = CliRunner().invoke(main, ["fusion", "--csv", str(data / "lyrics" / "tcc_ceds_music_sample1000.csv"),
                                   "--out", str(tmp_path), "--limit", "40", "--folds", "2", "--epochs", "2",
@@ -93,6 +95,7 @@ def test_occlusion_map_explains_the_runtime_graph(classifier, bundle):
     assert heat.shape == window.shape and np.abs(heat).max() > 0
 
 
+@pytest.mark.training
 def test_log_mel_fusion_runs_on_a_collection_with_lyrics_json(data, tmp_path):
     """Real GTZAN audio with real lyrics (of other songs of the genre: GTZAN has none), some tracks
     without any: the plumbing of the log-mel fusion experiment, not a result."""

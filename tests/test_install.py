@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, rtgenre
 
+pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
+
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "rtgenre", "training", "models")
 
 

@@ -11,8 +11,8 @@ import time
 import urllib.request
 
 import pytest
-from helpers import ROOT, rtgenre
-from test_daemon import Served, free_port, track
+from helpers import ROOT, free_port, rtgenre
+from test_daemon import Served, track
 
 pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
