@@ -2,7 +2,7 @@ import threading
 import time
 
 import pytest
-import zmq
+from helpers import stuck_subscriber
 
 from rtgenre.errors import FeedError
 from rtgenre.feed import Publisher, check_endpoint, decode, subscribe
@@ -26,11 +26,7 @@ def test_messages_reach_a_subscriber_over_loopback(endpoint):
 
 def test_a_stalled_subscriber_never_blocks_the_publisher(endpoint):
     pub = Publisher(endpoint, hwm=10)
-    ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 10)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(endpoint)
+    sub = stuck_subscriber(endpoint, 10)
     assert pub.wait_for_subscriber(5)
     t0 = time.monotonic()
     for i in range(20000):

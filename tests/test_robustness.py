@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from helpers import rtgenre, rtgenre_here, until_eos, write_audio
+from helpers import rtgenre, rtgenre_here, stuck_subscriber, until_eos, write_audio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import assert_one_line_error
@@ -153,11 +153,7 @@ def test_every_published_message_is_valid_json(served):
 
 def test_a_stuck_subscriber_costs_a_healthy_one_nothing(endpoint):
     pub = Publisher(endpoint, hwm=50)
-    ctx = zmq.Context.instance()
-    stuck = ctx.socket(zmq.SUB)
-    stuck.setsockopt(zmq.RCVHWM, 50)
-    stuck.setsockopt(zmq.SUBSCRIBE, b"")
-    stuck.connect(endpoint)
+    stuck = stuck_subscriber(endpoint, 50)
     got: list[int] = []
     t = threading.Thread(target=lambda: got.extend(m["seq"] for _, m in subscribe(endpoint, timeout_s=3)))
     t.start()

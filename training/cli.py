@@ -179,13 +179,13 @@ def load_yaml_defaults(ctx: click.Context, _param, path: str | None) -> str | No
     return path
 
 
-DATA_OPTION = click.option(
-    "--data",
-    "data_root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/.",
-)
+def data_option(text: str = "GTZAN copy: the shared Ogg layout, Kaggle genres_original/ or genres/."):
+    """``--data``: an audio collection's root, ``text`` saying what it is for."""
+    return click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        required=True, help=text)  # fmt: skip
+
+
+DATA_OPTION = data_option()
 MEL_CACHE_OPTION = click.option(
     "--cache",
     type=click.Path(path_type=Path),
@@ -532,13 +532,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
 
 @main.command(name="quantize", short_help="An int8 copy of a bundle, with its accuracy change.")
 @click.option("--model", "model_spec", required=True, help="The float bundle (a shipped name or a directory).")
-@click.option(
-    "--data",
-    "data_root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="GTZAN copy: calibration windows from its train split, agreement measured on its valid split.",
-)
+@data_option("GTZAN copy: calibration windows from its train split, agreement measured on its valid split.")
 @click.option("--windows", "n_windows", default=256, show_default=True, help="Calibration windows.")
 @MEL_CACHE_OPTION
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write.")
@@ -646,13 +640,7 @@ def fusion_cmd(csv_path, encoder_path, limit, cache, out, folds, epochs):
 
 
 @main.command(name="fusion-mel", short_help="Log-mel + lyrics fusion against either alone.")
-@click.option(
-    "--data",
-    "data_root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="An audio collection in a GTZAN layout with lyrics.json beside its genre folders.",
-)
+@data_option("An audio collection in a GTZAN layout with lyrics.json beside its genre folders.")
 @click.option("--family", type=click.Choice(sorted(FAMILIES)), default="cnn", show_default=True)
 @click.option(
     "--encoder",
