@@ -10,7 +10,7 @@ DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test test-fast lint bench soak compare train transfer distill finetune quantize musicnn-reference screenshot install \
+.PHONY: demo test test-fast lint bench soak compare train transfer distill finetune ensemble quantize musicnn-reference screenshot install \
 	apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
@@ -107,6 +107,11 @@ transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
 finetune: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training finetune --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
 	  --part backend --out $(or $(OUT),models/musicnn-gtzan)
+
+# fine-tuned musicnn averaged with crnn2d (the fold checkpoints `make compare` leaves in .checkpoints/artist), by weight
+ensemble: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(PY) -m training ensemble --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
+	  --checkpoints .checkpoints/artist --out results/ensemble.json
 
 # the crnn2d student of the musicnn teacher, level-normalised: artist-grouped CV, valid split and the bundle (~45 min)
 distill: $(VENV)/.dev $(MUSICNN_WHEEL)

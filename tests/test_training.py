@@ -118,7 +118,7 @@ def test_help_shows_every_command_summary_whole():
     from training.cli import main
 
     commands = CliRunner().invoke(main, ["--help"]).stdout.split("Commands:")[1]
-    assert "..." not in commands and len(commands.strip().splitlines()) == 10
+    assert "..." not in commands and len(commands.strip().splitlines()) == 11
 
 
 def test_a_missing_training_extra_is_one_line_not_a_traceback():
@@ -248,3 +248,19 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert "Distilled: 70%" in card and "Level normalisation" in card
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "student"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
+
+
+def test_an_ensemble_mix_runs_from_one_model_to_the_other(tmp_path):
+    from training.ensemble import checkpoint_fold_model, mixes
+
+    labels = np.array([0, 1, 1, 0])
+    crnn = np.eye(2)[[0, 0, 1, 1]]  # right on tracks 0 and 2, and sure of itself
+    musicnn = np.eye(2)[[0, 1, 1, 1]] * 0.6 + 0.2  # right on 0, 1 and 2, less sure
+    acc = mixes(crnn, musicnn, labels)
+    assert acc["1"] == 0.75 and acc["0"] == 0.5 and acc["0.5"] == 0.5  # half and half: crnn2d outvotes it
+    fold = np.array([0, 1, 0, 1])
+    (tmp_path / "fold0").touch()
+    fit = checkpoint_fold_model(fold, lambda k: tmp_path / f"fold{k}", lambda p: p)
+    assert fit(np.flatnonzero(fold != 0)) == tmp_path / "fold0"  # the checkpoint trained without fold 0's tracks
+    with pytest.raises(FileNotFoundError, match="fold1: no such checkpoint"):
+        fit(np.flatnonzero(fold != 1))

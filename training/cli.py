@@ -19,7 +19,7 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import distill, finetune, fusion_mel, fusion_report, transfer
+from . import distill, ensemble, finetune, fusion_mel, fusion_report, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
@@ -528,6 +528,80 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         *run.report(fit, folds, fold_seeds, out, hop_s, f"finetune-{part}-{cfg.net}", describe),
     )
     (out / "MODEL_CARD.md").write_text(card)
+
+
+@main.command(name="ensemble", short_help="Fine-tuned musicnn averaged with crnn2d, by weight.")
+@DATA_OPTION
+@CLIPS_OPTION
+@click.option(
+    "--checkpoints",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="crnn2d's artist-fold and valid-split checkpoints (compare --checkpoints, seed s on fold split s).",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, no dependencies).",
+)
+@click.option("--folds", default=5, show_default=True)
+@click.option("--fold-seeds", default=3, show_default=True, help="Fold splits (crnn2d seeds) to score.")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=Path.home() / ".cache" / "rtgenre",
+    help="Cache of log-mel, features and the wheel.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file of the accuracies.")
+def ensemble_cmd(data_root, clips_root, checkpoints, wheel, folds, fold_seeds, cache, out):
+    """Track accuracy of w · fine-tuned musicnn + (1 − w) · crnn2d, out of fold on the same artist-grouped
+    fold splits, and on the valid split, for every weight w."""
+    c = load_collection(data_root, clips_root, None, cache / "mel")
+    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), None, cache)
+    if [t.path for t in run.tracks] != [t.path for t in c.tracks]:
+        raise click.ClickException("the two models' track lists differ")
+    labels, ft, crnn_cfg = np.array(c.labels), finetune.FinetuneConfig(), TrainConfig(family="crnn2d")
+    n, hop = c.params.frames(crnn_cfg.window_s), c.params.frames(EVAL_HOP_S)
+
+    def ft_fit(idx) -> finetune.Tail:
+        return finetune.fit(run.model, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+
+    def ft_probs(tail: finetune.Tail, held) -> np.ndarray:
+        return np.stack([finetune.probs(tail, run.feats[i]).mean(0) for i in held])
+
+    def crnn_probs(model, held) -> np.ndarray:
+        return ensemble.track_probs(model, [c.mels[i] for i in held], n, hop)
+
+    def load(path: Path):
+        return ensemble.crnn2d(path, c.params.n_mels, len(GENRES))
+
+    def mix_everywhere() -> dict:
+        result = {}
+        for s in range(fold_seeds):
+            fold, cfg = fold_assignment(c.tracks, folds, s, "artist"), replace(crnn_cfg, seed=s)
+            fit = ensemble.checkpoint_fold_model(
+                fold, lambda k, cfg=cfg: checkpoint_path(checkpoints, cfg, f"artist-f{k}"), load
+            )
+            crnn = np.stack(out_of_fold(fold, fit, crnn_probs))
+            result[f"fold split {s}"] = ensemble.mixes(crnn, np.stack(out_of_fold(fold, ft_fit, ft_probs)), labels)
+            log(f"fold split {s}: {result[f'fold split {s}']}")
+        splits = [result[f"fold split {s}"] for s in range(fold_seeds)]
+        result["mean over fold splits"] = {w: round(float(np.mean([r[w] for r in splits])), 4) for w in splits[0]}
+        train = [i for i, t in enumerate(c.tracks) if t.split == "train"]
+        valid = [i for i, t in enumerate(c.tracks) if t.split == "valid"]
+        if valid:
+            crnn = crnn_probs(load(checkpoint_path(checkpoints, crnn_cfg, "valid")), valid)
+            result["valid"] = ensemble.mixes(crnn, ft_probs(ft_fit(train), valid), labels[valid])
+        return result
+
+    try:
+        result = mix_everywhere()
+    except FileNotFoundError as e:  # a checkpoint the comparison did not leave
+        raise click.ClickException(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    click.echo(json.dumps(result))
 
 
 @main.command(name="quantize", short_help="An int8 copy of a bundle, with its accuracy change.")
