@@ -178,8 +178,11 @@ def publish_stream(
             page.close()
 
 
-class Terminated(Exception):
-    """SIGTERM during a stream: it ends with an end-of-stream message, then the command exits 143."""
+class Terminated(BaseException):
+    """SIGTERM: a stream ends with an end-of-stream message, a batch keeps what finished; the command exits 143.
+
+    Not an ``Exception``, like ``KeyboardInterrupt``: a handler for a task's failure (a lost Dask worker) must
+    not swallow it and carry on."""
 
 
 def _terminated(*_) -> None:

@@ -81,8 +81,9 @@ def test_an_interrupted_run_keeps_what_finished_and_resumes(data, tmp_path):
     while max(map(int, re.findall(rb"(\d+)/160 files", seen)), default=0) < 5 and proc.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    # SIGTERM, as systemd or kill stop it (Ctrl-C takes the same path): a shell that starts a suite in the
-    # background hands its children SIGINT ignored, and then Python never raises KeyboardInterrupt
+    # SIGTERM, as systemd or kill stop it (Ctrl-C takes the same path; a shell that starts a suite in the
+    # background hands its children SIGINT ignored). It used to be swallowed when it landed while a task's
+    # result was awaited ("worker failed") and the run went on to the end
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     reader.join()
