@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -120,7 +120,7 @@ class FileSource(ClocklessSource):
             raise AudioError(f"{path}: contains no audio samples")
         self._block = max(1, int(block_seconds * self._file.samplerate))
         self.truncated: str | None = None  # why the file ended early, once it has been read to its end
-        self._mpeg = self._file.format == "MP3"
+        self._scratch = None  # an MP3's: where libmpg123's stderr notes go while a block decodes
 
     def status(self) -> dict:
         return {"truncated": True, "truncated_reason": self.truncated} if self.truncated else {}
@@ -128,6 +128,8 @@ class FileSource(ClocklessSource):
     def __iter__(self) -> Iterator[np.ndarray]:
         resample = Resampler(self._file.samplerate, self.sample_rate)
         read = 0
+        if self._file.format == "MP3":
+            self._scratch = tempfile.TemporaryFile()  # one per file: a block of 0.02 s is decoded 50 times a second
         try:
             while not self._stopped:
                 try:
@@ -153,9 +155,11 @@ class FileSource(ClocklessSource):
                     return
         finally:
             self._file.close()
+            if self._scratch is not None:
+                self._scratch.close()
 
     def _decoding(self) -> AbstractContextManager:
-        return _quiet_mpg123(self.path) if self._mpeg else nullcontext()
+        return _quiet_mpg123(self.path, self._scratch) if self._scratch is not None else nullcontext()
 
 
 _STDERR_LOCK = threading.Lock()
@@ -163,13 +167,15 @@ _MPG123_NOTE = b"[src/libmpg123/"
 
 
 @contextmanager
-def _quiet_mpg123(path: str) -> Iterator[None]:
+def _quiet_mpg123(path: str, scratch: BinaryIO) -> Iterator[None]:
     """libmpg123, inside libsndfile, writes notes such as "part2_3_length too large" straight to the
     process's stderr while decoding valid MP3s (the samples equal ffmpeg's decode). While a block
     decodes, file descriptor 2 points at a scratch file: libmpg123's lines become debug records of
     rtgenre's log, and whatever else was written meanwhile (another thread's log) goes back to stderr."""
-    with _STDERR_LOCK, tempfile.TemporaryFile() as scratch:
+    with _STDERR_LOCK:
         sys.stderr.flush()
+        scratch.seek(0)
+        scratch.truncate()
         saved = os.dup(2)
         os.dup2(scratch.fileno(), 2)
         try:
