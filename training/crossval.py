@@ -18,8 +18,9 @@ M = TypeVar("M")
 
 def assign_folds(labels: Sequence[int], k: int, seed: int, groups: Sequence | None = None) -> np.ndarray:
     """Fold index of every item, stratified by label; with ``groups``, every group inside one fold."""
-    if np.bincount(labels).max(initial=0) < k:
-        raise ValueError(f"{k} folds need a class with at least {k} items; the largest has {max(np.bincount(labels))}")
+    largest = int(np.bincount(labels).max(initial=0))
+    if largest < k:
+        raise ValueError(f"{k} folds need a class with at least {k} items; the largest has {largest}")
     if groups is None:
         splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
     else:
