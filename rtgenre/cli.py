@@ -22,7 +22,7 @@ from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
 from .messages import TOO_SHORT, Eos, parse, schema_text
 from .messages import Window as WindowMessage
-from .model import DEFAULT_MODEL, Bundle, Classifier, available_models, load_bundle
+from .model import DEFAULT_MODEL, Bundle, Classifier, ModelError, available_models, check_hop, load_bundle
 from .osc import OscOutput
 from .pipeline import MIN_INPUT_S, StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -102,8 +102,11 @@ def load_model(
         raise click.UsageError("--require-gpu contradicts --provider cpu")
     bundle = load_bundle(model_spec)
     window = bundle.meta.window_s if window_s is None else window_s
-    if hop_s is not None and hop_s > window:
-        raise click.UsageError(f"--hop {hop_s:g} is longer than the window ({window:g} s)")
+    if hop_s is not None:
+        try:
+            check_hop(hop_s, window)
+        except ModelError as e:
+            raise click.UsageError(f"--{e}") from None
     return bundle, Classifier(bundle, "cuda" if require_gpu else provider)
 
 

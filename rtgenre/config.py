@@ -13,7 +13,7 @@ import yaml
 
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
-from .model import MAX_WINDOW_S, MIN_WINDOW_S, available_models
+from .model import MAX_WINDOW_S, MIN_WINDOW_S, available_models, check_hop
 from .osc import parse_osc_url
 from .web import DEFAULT_PORT
 
@@ -245,5 +245,8 @@ def _check_streams(cfg: ServeConfig, node: yaml.MappingNode, path: Path) -> None
         need = {"file": "path", "url": "url"}.get(s.source)
         if need and getattr(s, need) is None:
             _fail(path, n, f"streams[{i}].{need}", f"required for a {s.source} source")
-        if s.window is not None and s.hop is not None and s.hop > s.window:
-            _fail(path, n, f"streams[{i}].hop", f"{s.hop:g} s is longer than the window ({s.window:g} s)")
+        if s.window is not None and s.hop is not None:
+            try:
+                check_hop(s.hop, s.window)
+            except RtgenreError as e:
+                _fail(path, n, f"streams[{i}].hop", str(e))

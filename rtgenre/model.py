@@ -174,6 +174,13 @@ def check_window(seconds: float) -> float:
     return seconds
 
 
+def check_hop(seconds: float, window_s: float) -> float:
+    """The one hop rule (config, CLI, control socket, pipeline): a hop past the window would skip audio."""
+    if not 0 < seconds <= window_s:
+        raise ModelError(f"hop {seconds:g} s is longer than the window ({window_s:g} s)")
+    return seconds
+
+
 class Classifier:
     """An ONNX Runtime session over (batch, frames, n_mels) log-mel windows -> probabilities.
 

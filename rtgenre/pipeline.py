@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import Source
-from .errors import RtgenreError
 from .feed import Publisher, check_stream_id
 from .frontend import fit_window
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
-from .model import Bundle, Classifier, check_window
+from .model import Bundle, Classifier, check_hop, check_window
 from .ring import Ring
 from .smoothing import Smoother, SmoothingConfig
 
@@ -115,9 +114,7 @@ class StreamPipeline:
         p = bundle.meta.frontend
         self.sample_rate = p.sample_rate
         self.window_s = check_window(bundle.meta.window_s if settings.window_s is None else settings.window_s)
-        self.hop_s = bundle.meta.hop_s if settings.hop_s is None else settings.hop_s
-        if not 0 < self.hop_s <= self.window_s:
-            raise RtgenreError(f"hop {self.hop_s:g} s must be positive and at most the window ({self.window_s:g} s)")
+        self.hop_s = check_hop(bundle.meta.hop_s if settings.hop_s is None else settings.hop_s, self.window_s)
         self._win = p.frames(self.window_s)
         self._hop = p.frames(self.hop_s)
         self._frame_rate = p.frame_rate

@@ -35,7 +35,7 @@ def test_version_and_help():
     [
         (["classify", "--window", "9", "x.ogg"], "Invalid value for '--window': 9.0 is not in the range 1.0<=x<=3.0"),
         (["replay", "--hop", "0", "x.ogg"], "Invalid value for '--hop'"),
-        (["classify", "--window", "2", "--hop", "2.5", "x.ogg"], "--hop 2.5 is longer than the window (2 s)"),
+        (["classify", "--window", "2", "--hop", "2.5", "x.ogg"], "--hop 2.5 s is longer than the window (2 s)"),
         (["listen", "--provider", "cpu", "--require-gpu"], "--require-gpu contradicts --provider cpu"),
         (["serve"], "no config: pass --config FILE or set RTGENRE_CONFIG"),
     ],

@@ -44,6 +44,10 @@ def test_the_shipped_config_is_valid():
         (GOOD.replace("hop: 0.5", "hopp: 0.5"), r"config.yaml:7: streams\[0\].hopp: unknown key"),
         (GOOD.replace("hop: 0.5", "hop: fast"), r"config.yaml:7: streams\[0\].hop: must be a float, not 'fast'"),
         (GOOD.replace("hop: 0.5", "hop: 9"), r"config.yaml:7: streams\[0\].hop: 9.0 is out of range \[0.05, 3\]"),
+        (
+            GOOD.replace("hop: 0.5", "hop: 2.5\n    window: 2"),
+            r"config.yaml:4: streams\[0\].hop: hop 2.5 s is longer than the window \(2 s\)",
+        ),
         (GOOD.replace("id: b", "id: a"), r"config.yaml:8: streams\[1\].id: duplicate stream id 'a'"),
         (GOOD.replace("    path: a.ogg\n", ""), r"config.yaml:4: streams\[0\].path: required for a file source"),
         (GOOD.replace("source: device", "source: radio"), r"config.yaml:9: streams\[1\].source: must be one of"),
