@@ -1,4 +1,5 @@
-"""The daemon's control socket: requests in, one JSON reply out, whatever a client sends.
+"""The daemon's control socket and the commands it answers: requests in, one JSON reply out, whatever a
+client sends.
 
 A ROUTER socket rather than REP: REP has a strict recv/send state machine, so a request of two
 frames left it unable to reply and killed the daemon. ROUTER takes any frame shape (each gets an
@@ -12,11 +13,17 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import zmq
 
+from .config import LyricsSection, check_number
 from .errors import RtgenreError
 from .feed import check_endpoint
+from .lyrics import LyricModel
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +110,49 @@ class ControlSocket:
     def close(self) -> None:
         self.worker.shutdown(wait=False, cancel_futures=True)
         self._sock.close()
+
+
+class Commands:
+    """The control protocol over a running daemon: ``status``, and ``lyrics`` for a live stream.
+
+    The lyric model loads on the first lyrics request: it is large, and most daemons never use it.
+    """
+
+    def __init__(self, daemon: Daemon):
+        self._daemon = daemon
+        self._lyric_model: LyricModel | None = None
+
+    def __call__(self, request: dict) -> Reply:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self._daemon.status()
+        if cmd == "lyrics":
+            return self.lyrics(request)
+        return {"error": f"unknown command {str(cmd)[:64]!r} (known: status, lyrics)"}
+
+    def lyrics(self, request: dict) -> Reply:
+        """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": W}``: the lyrics of
+        what a live stream plays now (null clears them); W defaults to the config's lyrics.weight.
+
+        Encoding runs on the control worker thread, so the streams keep their cadence meanwhile; a clear
+        goes the same way, so it never overtakes lyrics still being encoded."""
+        d = self._daemon
+        stream, text = request.get("stream"), request.get("text")
+        runner = d.runners.get(stream) if isinstance(stream, str) else None
+        if runner is None:
+            return {"error": f"no running stream {str(stream)[:64]!r}"}
+        if text is not None and not isinstance(text, str):
+            raise ValueError("text must be a string, or null to clear the lyrics")
+        weight = check_number(request.get("weight", d.config.lyrics.weight), LyricsSection, "weight")
+        pipeline, labels, model_path = runner.pipeline, d.bundle.meta.labels, d.config.lyrics.model
+
+        def encode() -> dict:  # on the worker thread: the only one that touches the lyric model
+            if text is None:
+                pipeline.lyrics = None
+            else:
+                if self._lyric_model is None:
+                    self._lyric_model = LyricModel(model_path)
+                pipeline.lyrics = self._lyric_model.evidence(text, labels, weight)
+            return {"ok": True, "stream": runner.id, "lyrics": text is not None}
+
+        return d.control.worker.submit(encode)

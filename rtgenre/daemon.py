@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from .api import Model
-from .config import ConfigError, LyricsSection, ServeConfig, StreamSection, check_number, load_config
-from .control import ControlSocket, Reply
+from .config import ConfigError, ServeConfig, StreamSection, load_config
+from .control import Commands, ControlSocket
 from .errors import RtgenreError
 from .feed import Curve, Publisher
-from .lyrics import LyricModel
 from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
@@ -53,14 +52,13 @@ class Daemon:
         self.started = time.time()
         self.publisher = self._publisher(self.config)
         try:
-            self.control = ControlSocket(self.config.control.endpoint, self._request)
+            self.control = ControlSocket(self.config.control.endpoint, Commands(self))
         except RtgenreError:
             self.publisher.close()
             raise
         self.runners: dict[str, StreamRunner] = {}
         self.ended: dict[str, dict] = {}  # streams that finished: their last status
         self.reloads = 0
-        self._lyric_model: LyricModel | None = None  # loaded on the first lyrics request
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._snapshot = self.status()
@@ -207,41 +205,7 @@ class Daemon:
     def _ended_section(self, sid: str) -> StreamSection | None:
         return next((s for s in self.config.streams if s.id == sid), None)
 
-    # -- control and status ---------------------------------------------------------------
-    def _request(self, request: dict) -> Reply:
-        cmd = request.get("cmd")
-        if cmd == "status":
-            return self.status()
-        if cmd == "lyrics":
-            return self._set_lyrics(request)
-        return {"error": f"unknown command {str(cmd)[:64]!r} (known: status, lyrics)"}
-
-    def _set_lyrics(self, request: dict) -> Reply:
-        """``{"cmd": "lyrics", "stream": ID, "text": "..." | null, "weight": W}``: the lyrics of
-        what a live stream plays now (null clears them); W defaults to the config's lyrics.weight.
-
-        Encoding runs on the control worker thread, so the streams keep their cadence meanwhile; a clear
-        goes the same way, so it never overtakes lyrics still being encoded."""
-        stream, text = request.get("stream"), request.get("text")
-        runner = self.runners.get(stream) if isinstance(stream, str) else None
-        if runner is None:
-            return {"error": f"no running stream {str(stream)[:64]!r}"}
-        if text is not None and not isinstance(text, str):
-            raise ValueError("text must be a string, or null to clear the lyrics")
-        weight = check_number(request.get("weight", self.config.lyrics.weight), LyricsSection, "weight")
-        pipeline, labels, model_path = runner.pipeline, self.bundle.meta.labels, self.config.lyrics.model
-
-        def encode() -> dict:  # on the worker thread: the only one that touches the lyric model
-            if text is None:
-                pipeline.lyrics = None
-            else:
-                if self._lyric_model is None:
-                    self._lyric_model = LyricModel(model_path)
-                pipeline.lyrics = self._lyric_model.evidence(text, labels, weight)
-            return {"ok": True, "stream": runner.id, "lyrics": text is not None}
-
-        return self.control.worker.submit(encode)
-
+    # -- status ---------------------------------------------------------------------------
     def status(self) -> dict:
         """What `rtgenre status` and the metrics endpoint read: daemon, feed and every stream, live or ended."""
         streams = {}
