@@ -64,9 +64,20 @@ def rtgenre(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
 def rtgenre_here(*args: str) -> subprocess.CompletedProcess:
     """The same command line in this process (click's runner): for error matrices, where an interpreter per
     case costs more than the case. An exception the CLI let through is raised, as a traceback would show."""
-    from click.testing import CliRunner
-
     from rtgenre.cli import main
+
+    return _here(main, args)
+
+
+def train_here(*args: str) -> subprocess.CompletedProcess:
+    """``rtgenre-train`` in this process, as ``rtgenre_here``: torch is imported once, not once per command."""
+    from training.cli import main
+
+    return _here(main, args)
+
+
+def _here(main, args: tuple[str, ...]) -> subprocess.CompletedProcess:
+    from click.testing import CliRunner
 
     r = CliRunner().invoke(main, list(args))
     if r.exception is not None and not isinstance(r.exception, SystemExit):

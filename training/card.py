@@ -189,6 +189,9 @@ def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds
     accs = list(seeds.values())
     spread = f"{np.mean(accs):.3f} ± {np.std(accs):.3f} over {len(accs)} fold splits" if len(accs) > 1 else ""
     level_rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in levels.items())
+    by_level = (f"Valid-split track accuracy with the input turned down (the model trained on the train part):\n\n"
+                f"| input level | track acc |\n|---|---|\n{level_rows}" if levels else
+                "Not measured in this run (no valid split, or `--no-levels`).")  # fmt: skip
     clips = sum(t.kind == "clip" for t in tracks)
     norm = ("each window's power is first scaled to a fixed reference (the median of the training patches), so "
             "the verdict does not depend on the input level" if cfg.level_norm else
@@ -227,11 +230,7 @@ Per-genre F1 (number of tracks in brackets):
 {chosen}
 
 ## The same verdict at any level
-Valid-split track accuracy with the input turned down (the model trained on the train part):
-
-| input level | track acc |
-|---|---|
-{level_rows}
+{by_level}
 
 ## Known limits
 - Rock has 4 artists and blues 6 in train + valid: their figures rest on very few artists.

@@ -374,6 +374,9 @@ def musicnn_options(f):
         click.option("--fold-seeds", default=3, show_default=True,
                      help="Artist-grouped CV repeated over this many splits."),
         click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs)."),
+        click.option("--levels/--no-levels", default=True, show_default=True,
+                     help="Score the valid split at 0, -10, -20, -30 and -40 dB input (the whole network runs "
+                          "over it five more times)."),
         click.option("--cache", type=click.Path(path_type=Path), show_default=True,
                      default=Path.home() / ".cache" / "rtgenre", help="Cache of log-mel, features and the wheel."),
         click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write."),
@@ -413,9 +416,11 @@ class MusicnnRun:
         feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
         return cls(tracks, [GENRES.index(t.genre) for t in tracks], mels, params, fb, model, feats)
 
-    def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict):
-        """Artist-grouped CV over ``fold_seeds`` fold splits, the valid split at every input level, and the bundle
-        of ``fit`` on every track; returns the card's evidence (results, per-split accuracy, levels, ms, folds)."""
+    def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict,
+               by_level: bool = True):  # fmt: skip
+        """Artist-grouped CV over ``fold_seeds`` fold splits, the valid split (at every input level with
+        ``by_level``), and the bundle of ``fit`` on every track; returns the card's evidence (results,
+        per-split accuracy, levels, ms, folds)."""
         tracks, labels = self.tracks, self.labels
         by = "artist" if has_artists(tracks) else "track"
 
@@ -439,6 +444,7 @@ class MusicnnRun:
         if valid_idx:
             fitted = fit(train_idx)
             results["valid"] = score([fitted.probs(i) for i in valid_idx], [labels[i] for i in valid_idx])
+        if valid_idx and by_level:
             n, hop = self.params.frames(transfer.WINDOW_S), self.params.frames(transfer.EVAL_HOP_S)
             valid_model = fitted.model()
             levels = level_accuracy(lambda ms: transfer.predict(valid_model, ms, n, hop),
@@ -474,8 +480,8 @@ class MusicnnRun:
 )
 @click.option("--c", "c", default=transfer.TransferConfig.c, show_default=True,
               help="Logistic regression's inverse L2.")  # fmt: skip
-def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, folds, fold_seeds, limit, cache,
-                 out, hop_s):  # fmt: skip
+def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, folds, fold_seeds, limit, levels,
+                 cache, out, hop_s):  # fmt: skip
     """A genre head on the frozen pretrained musicnn: artist-grouped CV, valid split, levels, bundle."""
     cfg = transfer.TransferConfig(net=net, features=features, c=c, level_norm=not no_level_norm)
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache)
@@ -488,7 +494,7 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
         out.name,
         cfg,
         run.tracks,
-        *run.report(fit, folds, fold_seeds, out, hop_s, f"transfer-{cfg.net}", transfer.describe(cfg)),
+        *run.report(fit, folds, fold_seeds, out, hop_s, f"transfer-{cfg.net}", transfer.describe(cfg), levels),
     )
     (out / "MODEL_CARD.md").write_text(card)
 
@@ -506,8 +512,8 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
 @click.option("--patches-per-epoch", default=finetune.FinetuneConfig.patches_per_epoch, show_default=True)
 @click.option("--lr-pretrained", default=finetune.FinetuneConfig.lr_pretrained, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, cache, out, hop_s,
-                 part, epochs, patches_per_epoch, lr_pretrained, seed):  # fmt: skip
+def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, levels, cache, out,
+                 hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed):  # fmt: skip
     """musicnn's later layers fine-tuned for genre: artist-grouped CV, valid split, levels, bundle."""
     ft = finetune.FinetuneConfig(part=part, epochs=epochs, patches_per_epoch=patches_per_epoch,
                                  lr_pretrained=lr_pretrained, seed=seed)  # fmt: skip
@@ -525,7 +531,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         cfg,
         ft,
         run.tracks,
-        *run.report(fit, folds, fold_seeds, out, hop_s, f"finetune-{part}-{cfg.net}", describe),
+        *run.report(fit, folds, fold_seeds, out, hop_s, f"finetune-{part}-{cfg.net}", describe, levels),
     )
     (out / "MODEL_CARD.md").write_text(card)
 
