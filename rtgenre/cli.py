@@ -24,8 +24,9 @@ from .messages import TOO_SHORT, Eos, parse, schema_text
 from .messages import Window as WindowMessage
 from .model import DEFAULT_MODEL, Bundle, Classifier, ModelError, available_models, check_hop, load_bundle
 from .osc import OscOutput
-from .pipeline import MIN_INPUT_S, StreamPipeline, StreamSettings, run_source
+from .pipeline import StreamPipeline, StreamSettings, run_source
 from .view import LiveView
+from .windows import MIN_INPUT_S
 
 REALTIME_BLOCK_S = 0.02  # small blocks keep hop-to-publish latency low when paced
 FAST_BLOCK_S = 5.0  # large blocks batch many windows into one inference call

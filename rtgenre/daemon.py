@@ -25,11 +25,12 @@ from .config import ConfigError, ServeConfig, StreamSection, load_config
 from .control import Commands, ControlSocket
 from .errors import RtgenreError
 from .feed import Curve, Publisher
+from .latency import percentile_ms
 from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, load_bundle
 from .notify import notify, watchdog_interval
-from .pipeline import classify_due, finish, percentile_ms
+from .pipeline import classify_due, finish
 from .runner import StreamRunner, stream_settings
 from .web import Hub, WebServer, upload_result
 

@@ -1,4 +1,5 @@
-"""One stream end to end: audio ring -> streaming mel -> windows -> smoothing -> feed.
+"""One stream end to end: windows (``windows.py``) -> smoothing -> messages on the feed, and the
+drivers that run streams (``classify_due``, ``finish``, ``run_source``).
 
 Window extraction and classification are separate steps (``windows()`` then ``emit()``) so a
 scheduler can batch the windows due from many streams into one inference call.
@@ -15,17 +16,15 @@ import numpy as np
 
 from .audio import Source
 from .feed import Publisher, check_stream_id
-from .frontend import fit_window
+from .latency import Histogram, Recent, percentile_ms
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
 from .model import Bundle, Classifier, check_hop, check_window
-from .ring import Ring
 from .smoothing import Smoother, SmoothingConfig
+from .windows import Window, Windower
 
 log = logging.getLogger(__name__)
-
-MIN_INPUT_S = 0.5  # shorter input gets no genre: one looped 0.1 s is not evidence of anything
 
 
 @dataclass(frozen=True)
@@ -39,66 +38,12 @@ class StreamSettings:
     audio_buffer_s: float = 10.0
 
 
-@dataclass
-class Window:
-    """One window ready for the classifier, with the times and level its message will carry."""
-
-    t0: float  # audio seconds since the stream began
-    t1: float
-    mel: np.ndarray  # (frames, n_mels)
-    level_dbfs: float
-    silent: bool  # below the silence gate: no genre is claimed
-    padded: bool  # shorter than a window, looped to fill it
-    arrived: float  # time.monotonic() when its last sample was handed to the pipeline
-    captured: float  # wall-clock time its last sample was captured (handed over, for files)
-
-
-class Recent:
-    """The last ``size`` values in an array allocated once: percentiles over a recent window, and
-    memory that does not grow however long a stream runs."""
-
-    def __init__(self, size: int = 2048):
-        self._values = np.zeros(size)
-        self._n = 0
-
-    def add(self, x: float) -> None:
-        self._values[self._n % len(self._values)] = x
-        self._n += 1
-
-    def values(self) -> np.ndarray:
-        return self._values[: min(self._n, len(self._values))]
-
-
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class Histogram:
-    """Cumulative counts of latencies per bucket since the stream began, as Prometheus histograms count."""
-
-    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_S):
-        self.bounds = bounds
-        self.counts = np.zeros(len(bounds) + 1, np.int64)  # the last bucket is +Inf
-        self.sum = 0.0
-
-    def add(self, x: float) -> None:
-        self.counts[np.searchsorted(self.bounds, x)] += 1
-        self.sum += x
-
-    def to_json(self) -> dict:
-        cumulative = np.cumsum(self.counts).tolist()
-        return {"le": [*self.bounds, "+Inf"], "counts": cumulative, "sum": round(self.sum, 6)}
-
-
-def percentile_ms(values: np.ndarray, q: float) -> float | None:
-    return round(float(np.percentile(values * 1e3, q)), 3) if len(values) else None
-
-
 Output = Callable[[dict], None]
 """Another receiver of a stream's messages (``OscOutput.send``, ``Hub.send``, a CLI printer); must never block."""
 
 
 class StreamPipeline:
-    """One stream from samples to messages: audio ring, streaming mel, windows, smoothing, verdict.
+    """One stream from samples to messages: its windows, smoothing, the whole stream's verdict and stats.
 
     It never calls the model itself, so a scheduler can batch the windows of many streams into one call."""
 
@@ -111,83 +56,30 @@ class StreamPipeline:
         self.model = bundle.meta.name
         self.provider = provider
         self.publisher = publisher
-        p = bundle.meta.frontend
-        self.sample_rate = p.sample_rate
+        self.sample_rate = bundle.meta.frontend.sample_rate
         self.window_s = check_window(bundle.meta.window_s if settings.window_s is None else settings.window_s)
         self.hop_s = check_hop(bundle.meta.hop_s if settings.hop_s is None else settings.hop_s, self.window_s)
-        self._win = p.frames(self.window_s)
-        self._hop = p.frames(self.hop_s)
-        self._frame_rate = p.frame_rate
-        self._mel = bundle.frontend().stream()
-        self.audio = Ring(int(settings.audio_buffer_s * p.sample_rate))
-        # a row is the frame's mels plus its level; capacity covers one window and one hop
-        self.frames = Ring(self._win + self._hop, (p.n_mels + 1,))
+        self.windower = Windower(bundle.frontend(), self.window_s, self.hop_s, settings.smoothing.silence_dbfs,
+                                 settings.audio_buffer_s)  # fmt: skip
         self._smoother = Smoother(len(self.labels), settings.smoothing)
-        self._emitted = 0
         self._sum = np.zeros(len(self.labels))
         self._voiced = 0
         self._silent = 0
         self._padded = False
-        self._fed = 0
-        self._fed_wall = 0.0
         self.lyrics: np.ndarray | None = None  # per-label factors from the song's lyrics (see lyrics.py)
         self.outputs: list[Output] = []  # what else gets every message: OSC targets, the web page
         self._warned_nonfinite = False
         self.latencies = Recent()  # seconds from a hop's last sample handed over to its message sent
         self.latency_histogram = Histogram()
 
-    # -- audio in -------------------------------------------------------------------------
     def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
-        """Hand over mono samples at the model rate; ``newest_sample_time`` is the wall-clock
-        capture time of the block's last sample (now, if not given)."""
-        self.audio.write(block)
-        self._fed += len(block)
-        self._fed_wall = time.time() if newest_sample_time is None else newest_sample_time
-
-    @property
-    def audio_time(self) -> float:
-        return self._mel.samples / self.sample_rate
+        """Hand over mono samples at the model rate (see ``Windower.feed``)."""
+        self.windower.feed(block, newest_sample_time)
 
     def windows(self, final: bool = False) -> list[Window]:
-        """Turn buffered audio into mel frames; return the windows that became complete."""
-        now = time.monotonic()
-        mel, level = self._mel.push(self.audio.read(self.audio.available))
-        out = self._frames_in(mel, level, now)
-        if final:
-            mel, level = self._mel.flush()
-            out += self._frames_in(mel, level, now)
-            long_enough = self._fed >= MIN_INPUT_S * self.sample_rate
-            if self._emitted == 0 and not out and self.frames.available and long_enough:
-                out.append(self._window(self.frames.peek(self.frames.available), now, padded=True))
-        self._emitted += len(out)
-        return out
+        """The windows the audio handed over so far completed (see ``Windower.windows``)."""
+        return self.windower.windows(final)
 
-    def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
-        out = []
-        rows = np.concatenate([mel, level[:, None]], axis=1)
-        for start in range(0, len(rows), self._hop):
-            self.frames.write(rows[start : start + self._hop])
-            while self.frames.available >= self._win:
-                out.append(self._window(self.frames.peek(self._win), now, padded=False))
-                self.frames.advance(self._hop)
-        return out
-
-    def _window(self, rows: np.ndarray, now: float, padded: bool) -> Window:
-        t0 = self.frames.consumed / self._frame_rate
-        t1 = min(t0 + len(rows) / self._frame_rate, self._fed / self.sample_rate)
-        level = float(10 * np.log10(np.mean(10 ** (rows[:, -1].astype(np.float64) / 10))))
-        return Window(
-            t0=round(t0, 3),
-            t1=round(t1, 3),
-            mel=fit_window(rows[:, :-1], self._win),
-            level_dbfs=level,
-            silent=level < self.settings.smoothing.silence_dbfs,
-            padded=padded,
-            arrived=now,
-            captured=self._fed_wall - (self._fed / self.sample_rate - t1),
-        )
-
-    # -- results out ----------------------------------------------------------------------
     def emit(self, windows: list[Window], probs: np.ndarray) -> list[dict]:
         """Smooth, account and publish the classified windows; returns the messages."""
         msgs = []
@@ -239,7 +131,7 @@ class StreamPipeline:
 
     def heartbeat(self, source: dict | None = None) -> dict:
         """The current state for subscribers that joined late or heard nothing for a while."""
-        body = Heartbeat(t=round(self.audio_time, 3), **self._smoothed_fields(self._smoother.current()),
+        body = Heartbeat(t=round(self.windower.audio_time, 3), **self._smoothed_fields(self._smoother.current()),
                          source=source or {}, stats=self.stats())  # fmt: skip
         return self._send(body)
 
@@ -251,8 +143,8 @@ class StreamPipeline:
         """Track-level result: the mean of the non-silent windows' probabilities."""
         lyrics = self.lyrics is not None
         if self._voiced == 0:
-            short = self._emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
-            return Verdict(None, 0.0, None, TOO_SHORT if short else SILENCE, self._silent, self._padded, lyrics)
+            state = TOO_SHORT if self.windower.too_short else SILENCE
+            return Verdict(None, 0.0, None, state, self._silent, self._padded, lyrics)
         mean = self._sum / self._voiced
         top = int(np.argmax(mean))
         return Verdict(self.labels[top], round(float(mean[top]), 6), self._named(mean), GENRE,
@@ -260,9 +152,9 @@ class StreamPipeline:
 
     def stats(self) -> Stats:
         return Stats(
-            windows=self._emitted,
-            audio_overruns=self.audio.overruns,
-            frame_overruns=self.frames.overruns,
+            windows=self.windower.emitted,
+            audio_overruns=self.windower.audio.overruns,
+            frame_overruns=self.windower.frames.overruns,
             latency_ms_p50=percentile_ms(self.latencies.values(), 50),
             latency_ms_p99=percentile_ms(self.latencies.values(), 99),
             provider=self.provider,

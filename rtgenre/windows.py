@@ -1,0 +1,110 @@
+"""One stream's audio in, classifier windows out: audio ring -> streaming mel -> frame ring -> windows.
+
+A window carries what its message will need (times, level, silence, padding, arrival), so the
+classifier can batch windows of many streams and each stream still publishes its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .frontend import MelFrontend, fit_window
+from .ring import Ring
+
+MIN_INPUT_S = 0.5  # shorter input gets no genre: one looped 0.1 s is not evidence of anything
+
+
+@dataclass
+class Window:
+    """One window ready for the classifier, with the times and level its message will carry."""
+
+    t0: float  # audio seconds since the stream began
+    t1: float
+    mel: np.ndarray  # (frames, n_mels)
+    level_dbfs: float
+    silent: bool  # below the silence gate: no genre is claimed
+    padded: bool  # shorter than a window, looped to fill it
+    arrived: float  # time.monotonic() when its last sample was handed to the pipeline
+    captured: float  # wall-clock time its last sample was captured (handed over, for files)
+
+
+class Windower:
+    """Samples at the model rate -> complete windows every hop.
+
+    Audio waits in a ring until the scheduler asks for windows, so a capture thread only ever copies
+    samples; the frame ring holds one window and one hop of mel rows (each row's last value is the
+    frame's level, which the silence gate reads)."""
+
+    def __init__(self, frontend: MelFrontend, window_s: float, hop_s: float, silence_dbfs: float,
+                 audio_buffer_s: float):  # fmt: skip
+        p = frontend.params
+        self.sample_rate = p.sample_rate
+        self.silence_dbfs = silence_dbfs
+        self._win = p.frames(window_s)
+        self._hop = p.frames(hop_s)
+        self._frame_rate = p.frame_rate
+        self._mel = frontend.stream()
+        self.audio = Ring(int(audio_buffer_s * p.sample_rate))
+        self.frames = Ring(self._win + self._hop, (p.n_mels + 1,))
+        self.emitted = 0  # windows returned so far
+        self._fed = 0
+        self._fed_wall = 0.0
+
+    def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
+        """Hand over mono samples; ``newest_sample_time`` is the wall-clock capture time of the
+        block's last sample (now, if not given)."""
+        self.audio.write(block)
+        self._fed += len(block)
+        self._fed_wall = time.time() if newest_sample_time is None else newest_sample_time
+
+    @property
+    def audio_time(self) -> float:
+        return self._mel.samples / self.sample_rate
+
+    @property
+    def too_short(self) -> bool:
+        """The stream gave no window and less than ``MIN_INPUT_S`` of audio: too little to judge."""
+        return self.emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
+
+    def windows(self, final: bool = False) -> list[Window]:
+        """Turn buffered audio into mel frames; return the windows that became complete. ``final``: the
+        stream has ended, so the last frames are flushed and input shorter than a window is looped into one."""
+        now = time.monotonic()
+        mel, level = self._mel.push(self.audio.read(self.audio.available))
+        out = self._frames_in(mel, level, now)
+        if final:
+            mel, level = self._mel.flush()
+            out += self._frames_in(mel, level, now)
+            long_enough = self._fed >= MIN_INPUT_S * self.sample_rate
+            if self.emitted == 0 and not out and self.frames.available and long_enough:
+                out.append(self._window(self.frames.peek(self.frames.available), now, padded=True))
+        self.emitted += len(out)
+        return out
+
+    def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
+        out = []
+        rows = np.concatenate([mel, level[:, None]], axis=1)
+        for start in range(0, len(rows), self._hop):
+            self.frames.write(rows[start : start + self._hop])
+            while self.frames.available >= self._win:
+                out.append(self._window(self.frames.peek(self._win), now, padded=False))
+                self.frames.advance(self._hop)
+        return out
+
+    def _window(self, rows: np.ndarray, now: float, padded: bool) -> Window:
+        t0 = self.frames.consumed / self._frame_rate
+        t1 = min(t0 + len(rows) / self._frame_rate, self._fed / self.sample_rate)
+        level = float(10 * np.log10(np.mean(10 ** (rows[:, -1].astype(np.float64) / 10))))
+        return Window(
+            t0=round(t0, 3),
+            t1=round(t1, 3),
+            mel=fit_window(rows[:, :-1], self._win),
+            level_dbfs=level,
+            silent=level < self.silence_dbfs,
+            padded=padded,
+            arrived=now,
+            captured=self._fed_wall - (self._fed / self.sample_rate - t1),
+        )
