@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .evaluate import Scores, per_genre_table, summary_table
+from .models import LEVEL_FLOOR_DB
 from .train import TrainConfig
 from .transfer import WINDOW_S
 
@@ -92,14 +93,16 @@ tracks.
                     f"place in the track{songs}. musicnn: Jordi Pons and Xavier Serra, 2019, ISC licence.")  # fmt: skip
     if cfg.level_norm:
         variant += (
-            "\n\nLevel normalisation: the graph subtracts each window's mean dB first, so the verdict "
-            "does not follow the input level; the silence gate still sees the true level."
+            f"\n\nLevel normalisation: the graph refers each window to its mean power first (bins more than "
+            f"{LEVEL_FLOOR_DB:g} dB under it are clamped there), so the verdict does not follow the input level; "
+            "the silence gate still sees the true level."
         )
+    level = ", each window referred to its mean power" if cfg.level_norm else ", no per-window normalisation"
     return f"""# Model card: {name}
 
 A `{family}` classifier of log-mel windows into the ten GTZAN genres, for real-time use in
 rtgenre. Input: {cfg.window_s:g} s windows of {params.n_mels}-band log-mel ({params.sample_rate} Hz,
-n_fft {params.n_fft}, hop {params.hop_length}, fixed 1.0 reference dB, no per-window normalisation).
+n_fft {params.n_fft}, hop {params.hop_length}, fixed 1.0 reference dB{level}).
 Output: ten genre probabilities. The front end runs in numpy in the runtime; the filterbank ships
 in `filterbank.npy`.
 

@@ -227,7 +227,7 @@ def common(f):
         click.option("--threads", default=TrainConfig.threads, show_default=True,
                      help="Torch threads; two one-thread runs side by side beat one two-thread run on 2 cores."),
         click.option("--level-norm", is_flag=True,
-                     help="Subtract each window's mean dB in the graph: the verdict stops following the input level."),
+                     help="Refer each window to its mean power in the graph: the verdict stops following input level."),
         click.option("--distill", default=TrainConfig.distill, show_default=True, type=click.FloatRange(0, 1),
                      help="Share of each target taken from a musicnn teacher's soft labels (0: hard labels only)."),
         click.option("--extra", "extra_root", type=click.Path(exists=True, file_okay=False, path_type=Path),

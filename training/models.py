@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from rtgenre.frontend import MelParams
 
+LEVEL_FLOOR_DB = 50.0  # level-normalised bins are clamped this far under the window's power: the front end's
+# absolute floor (-100 dB) then stays out of reach down to -40 dB input for most windows
+
+
+def level_normalise(x: torch.Tensor) -> torch.Tensor:
+    """dB relative to the window's mean power, clamped at ``-LEVEL_FLOOR_DB``.
+
+    A gain is a constant dB shift, which this removes. The reference is the mean *power* (loud bins
+    decide it), not the mean dB (quiet, floor-bound bins swing that one by tens of dB between windows).
+    """
+    top = x.amax(dim=(1, 2), keepdim=True)  # the mean is taken under the loudest bin: no overflow, any length
+    scale = math.log(10.0) / 10.0
+    ref = top + torch.log(torch.exp((x - top) * scale).mean(dim=(1, 2), keepdim=True)) / scale
+    return torch.clamp(x - ref, min=-LEVEL_FLOOR_DB)
+
 
 class Standardize(nn.Module):
-    """Fixed dB -> unit scale from training-set statistics. With ``level_norm`` each window's mean dB is
-    subtracted first: a gain is a constant dB shift, so the verdict stops following the input level (a
-    quiet microphone), at the price of a window's features depending on its own loudness."""
+    """Fixed dB -> unit scale from training-set statistics. With ``level_norm`` each window is first
+    referred to its own mean power (``level_normalise``), so the verdict stops following the input level
+    (a quiet microphone), at the price of the absolute level as a cue."""
 
     def __init__(self, mean: float = -20.0, std: float = 20.0, level_norm: bool = False):
         super().__init__()
@@ -21,7 +38,7 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.level_norm:
-            x = x - x.mean(dim=(1, 2), keepdim=True)
+            x = level_normalise(x)
         return (x - self.mean) / self.std
 
 
@@ -217,7 +234,8 @@ def fit_standardize(model: nn.Module, mels: list) -> None:
     """Set a model's fixed dB scaling from its training log-mel (families without one are left alone)."""
     if isinstance(getattr(model, "norm", None), Standardize):
         shift = model.norm.level_norm
-        frames = torch.cat([torch.as_tensor(m - m.mean() if shift else m) for m in mels])
+        frames = torch.cat([level_normalise(torch.as_tensor(m)[None])[0] if shift else torch.as_tensor(m)
+                            for m in mels])  # fmt: skip
         model.norm.mean.fill_(float(frames.mean()))
         model.norm.std.fill_(float(frames.std(correction=0)))
 

@@ -40,7 +40,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     augment: AugmentConfig = RECIPES[DEFAULT_RECIPE]
-    level_norm: bool = False  # subtract each window's mean dB in the graph: the same verdict at any input level
+    level_norm: bool = False  # refer each window to its mean power in the graph: the same verdict at any level
     distill: float = 0.0  # share of a labelled window's target taken from its teacher's soft label (Example.soft)
 
 
