@@ -161,7 +161,10 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     bundle = load_bundle(out)
     assert set(bundle.meta.extra["validation"]) == {"cv", "cv_full_tracks", "valid"}
-    assert "Evaluation" in (out / "MODEL_CARD.md").read_text()
+    levels = bundle.meta.extra["valid_track_acc_by_input_level"]
+    assert list(levels) == ["0 dB", "-10 dB", "-20 dB", "-30 dB", "-40 dB"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Evaluation" in card and "| -30 dB |" in card
     assert (out / "learning_curve.png").stat().st_size > 0 and (out / "confusion.png").stat().st_size > 0
     c = rtgenre("classify", "--json", "--model", str(out), str(data / "gtzan" / "jazz" / "jazz.00000.ogg"))
     assert c.returncode == 0, c.stderr
@@ -249,6 +252,8 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert r.returncode == 0, r.stderr[-2000:]
     card = (tmp_path / "student" / "MODEL_CARD.md").read_text()
     assert "Distilled: 70%" in card and "Level normalisation" in card
+    levels = load_bundle(tmp_path / "student").meta.extra["valid_track_acc_by_input_level"]
+    assert levels["0 dB"] == levels["-30 dB"]  # level normalisation in the graph
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "student"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 

@@ -17,9 +17,18 @@ LABELS = {
 }
 
 
+def levels_section(levels: dict[str, float] | None) -> str:
+    """The card's table of valid-split accuracy by input level."""
+    if not levels:
+        return "Not measured in this run (no valid split, or `--no-levels`)."
+    rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in levels.items())
+    return ("Valid-split track accuracy with the input turned down (the model trained on the train part):\n\n"
+            f"| input level | track acc |\n|---|---|\n{rows}")  # fmt: skip
+
+
 def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, results: dict[str, Scores],
                comparison: list[tuple[str, str]] = (), seeds: dict[int, float] | None = None,
-               folds_by: str = "artist") -> str:  # fmt: skip
+               folds_by: str = "artist", levels: dict[str, float] | None = None) -> str:  # fmt: skip
     named = {LABELS.get(k, k).replace("CV", f"{folds_by}-grouped CV"): v for k, v in results.items()}
     a = cfg.augment
     counts = data["tracks_per_genre"]
@@ -138,6 +147,9 @@ inner-validation track accuracy per epoch.
 figures cover seven genres at most; the valid-split figures come from a model trained on the
 train part only, the shipped model from all of train + valid.
 
+## The same verdict at any level
+{levels_section(levels)}
+
 ## Known limits
 - Six genres (country, disco, hiphop, metal, reggae, rock) have only 8–13 full tracks each here,
   plus 8–38 short clips; their figures rest on few tracks and vary from fold to fold.
@@ -191,10 +203,6 @@ def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds
         named["5-fold CV by track (artists straddle folds: flattering)"] = results["cv_by_track"]
     accs = list(seeds.values())
     spread = f"{np.mean(accs):.3f} ± {np.std(accs):.3f} over {len(accs)} fold splits" if len(accs) > 1 else ""
-    level_rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in levels.items())
-    by_level = (f"Valid-split track accuracy with the input turned down (the model trained on the train part):\n\n"
-                f"| input level | track acc |\n|---|---|\n{level_rows}" if levels else
-                "Not measured in this run (no valid split, or `--no-levels`).")  # fmt: skip
     clips = sum(t.kind == "clip" for t in tracks)
     norm = ("each window's power is first scaled to a fixed reference (the median of the training patches), so "
             "the verdict does not depend on the input level" if cfg.level_norm else
@@ -233,7 +241,7 @@ Per-genre F1 (number of tracks in brackets):
 {chosen}
 
 ## The same verdict at any level
-{by_level}
+{levels_section(levels)}
 
 ## Known limits
 - Rock has 4 artists and blues 6 in train + valid: their figures rest on very few artists.

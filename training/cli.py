@@ -157,7 +157,10 @@ def cross_validate(
     }, histories
 
 
-def valid_split(c: Collection, cfg: TrainConfig, checkpoints: Path | None = None) -> Scores | None:
+def valid_split(c: Collection, cfg: TrainConfig, checkpoints: Path | None = None,
+                by_level: bool = False) -> tuple[Scores, dict[str, float]] | None:  # fmt: skip
+    """The train -> valid split's scores (None without a valid part) and, with ``by_level``, its track
+    accuracy at every input level; the train-part model comes from its checkpoint when one is there."""
     valid = [i for i, t in enumerate(c.tracks) if t.split == "valid"]
     if not valid:
         return None
@@ -165,7 +168,15 @@ def valid_split(c: Collection, cfg: TrainConfig, checkpoints: Path | None = None
     model, _ = fit(
         c, [i for i, t in enumerate(c.tracks) if t.split == "train"], cfg, checkpoint_path(checkpoints, cfg, "valid")
     )
-    return score(evaluate(c, model, valid, cfg), [c.labels[i] for i in valid])
+    scores = score(evaluate(c, model, valid, cfg), [c.labels[i] for i in valid])
+    return scores, valid_levels(c, model, valid, cfg.window_s) if by_level else {}
+
+
+def valid_levels(c: Collection, model, valid: list[int], window_s: float) -> dict[str, float]:
+    """Track accuracy of the valid tracks with the input turned down 0 to -40 dB."""
+    n, hop = c.params.frames(window_s), c.params.frames(EVAL_HOP_S)
+    return level_accuracy(lambda ms: predict_tracks(model.eval(), ms, n, hop), [c.mels[i] for i in valid],
+                          [c.labels[i] for i in valid], 10 * np.log10(c.params.amin))  # fmt: skip
 
 
 def load_yaml_defaults(ctx: click.Context, _param, path: str | None) -> str | None:
@@ -282,8 +293,11 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
     histories: dict[str, list[dict]] = {}
     if not comparison:
         results, histories = cross_validate(c, cfg, folds, checkpoints, folds_by) if folds else ({}, {})
-    if "valid" not in results and (v := valid_split(c, cfg, checkpoints)) is not None:
-        results["valid"] = v
+    levels: dict[str, float] = {}
+    if (v := valid_split(c, cfg, checkpoints, by_level=True)) is not None:
+        results.setdefault("valid", v[0])
+        levels = v[1]
+        click.echo(f"valid split by input level: {levels}", err=True)
     click.echo(f"{family}: final model on all tracks", err=True)
     model, history = fit(c, range(len(c.tracks)), cfg, checkpoint_path(checkpoints, cfg, "final"))
     histories["final (all tracks)"] = history
@@ -294,8 +308,9 @@ def train_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_epo
                      # the final model's epochs by their own clocks, which checkpoints keep: a resumed run says it too
                      "final_train_seconds": round(sum(e["seconds"] for e in history), 1)},
         "validation": {k: v.to_json() for k, v in results.items()},
+        "valid_track_acc_by_input_level": levels,
     }  # fmt: skip
-    card = model_card(out.name, family, cfg, c.params, c.data, results, tables, seeds, folds_by)
+    card = model_card(out.name, family, cfg, c.params, c.data, results, tables, seeds, folds_by, levels)
     write_bundle(out, model, out.name, GENRES, c.params, c.filterbank, window_s, hop_s, extra, card)
     plot_curves(histories, out / "learning_curve.png")
     if "cv" in results:
@@ -349,8 +364,9 @@ def compare_cmd(data_root, clips_root, window_s, epochs, patience, windows_per_e
             # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
             wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
             run = {"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall}
-            if seed == 0:  # the artist-disjoint valid split, once per family: it costs a sixth of a seed's CV
-                run["valid"] = valid_split(c, cfg, checkpoints)
+            # the artist-disjoint valid split, once per family: it costs a sixth of a seed's CV
+            if seed == 0 and (valid := valid_split(c, cfg, checkpoints)) is not None:
+                run["valid"] = valid[0]
             runs.append(run)
             curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
         plot_best_confusion(family, runs, out)
@@ -681,10 +697,7 @@ def levels_cmd(checkpoint, family, level_norm, data_root, clips_root, window_s, 
     c = load_collection(data_root, clips_root, None, cache)
     model = build(family, c.params.n_mels, len(GENRES), level_norm)
     model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
-    valid = [i for i, t in enumerate(c.tracks) if t.split == "valid"]
-    n, hop = c.params.frames(window_s), c.params.frames(EVAL_HOP_S)
-    levels = level_accuracy(lambda ms: predict_tracks(model.eval(), ms, n, hop), [c.mels[i] for i in valid],
-                            [c.labels[i] for i in valid], 10 * np.log10(c.params.amin))  # fmt: skip
+    levels = valid_levels(c, model, [i for i, t in enumerate(c.tracks) if t.split == "valid"], window_s)
     click.echo(json.dumps({"checkpoint": str(checkpoint), "valid_track_acc_by_input_level": levels}))
 
 
