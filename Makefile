@@ -92,11 +92,14 @@ compare: $(VENV)/.dev
 	  --checkpoints .checkpoints/early-stop --out results/recipe-parts/light-augment-early-stop
 	$(PY) -m training compare $(GTZAN) $(LIGHT) --families crnn2d --seeds 2 --checkpoints .checkpoints/artist \
 	  --out results/artist
+	$(PY) -m training compare $(GTZAN) $(LIGHT) --families crnn2d --seeds 3 --level-norm \
+	  --checkpoints .checkpoints/level-power --out results/level-power
 
-# the shipped default: its cross-validation comes from the comparisons, so this trains the final model only
+# the shipped default, level-normalised: its cross-validation comes from the comparisons, so this trains the final
+# model (and the train-part model it scores the valid split and input levels with) only
 train: $(VENV)/.dev
-	$(PY) -m training train $(GTZAN) $(LIGHT) --family crnn2d --checkpoints .checkpoints/light \
-	  --comparison results/recipe-light --comparison results --out models/crnn2d-gtzan
+	$(PY) -m training train $(GTZAN) $(LIGHT) --family crnn2d --level-norm --checkpoints .checkpoints/level-power \
+	  --comparison results/level-power --comparison results/recipe-light --comparison results --out models/crnn2d-gtzan
 
 # a linear genre head on the frozen pretrained musicnn (the previous musicnn-gtzan), artist-grouped CV (~25 min)
 transfer: $(VENV)/.dev $(MUSICNN_WHEEL)

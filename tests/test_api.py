@@ -42,3 +42,13 @@ def test_an_array_at_another_rate_in_stereo(model):
     with pytest.raises(AudioError, match="sample_rate"):
         model.classify(y)
     assert model.classify(np.zeros(100, np.float32), sample_rate=22050).state == "too short"
+
+
+@pytest.mark.parametrize("track", ["rock/rock.00003.ogg", "blues/blues.00000.ogg"])
+def test_the_default_model_hears_a_track_turned_down_30_db_as_at_full_level(model, data, track):
+    """A quiet microphone or a monitor turned down must not change the verdict (issue 11: a rock track at
+    -20 dB came out jazz, at -30 dB classical)."""
+    y, sr = sf.read(data / "gtzan" / track, dtype="float32")
+    loud, quiet = model.classify(y, sample_rate=sr), model.classify(y * 10 ** (-30 / 20), sample_rate=sr)
+    assert quiet.genre == loud.genre and quiet.state == "genre"
+    np.testing.assert_allclose(list(quiet.probs.values()), list(loud.probs.values()), atol=0.02)
