@@ -99,7 +99,8 @@ compare: $(VENV)/.dev
 # model (and the train-part model it scores the valid split and input levels with) only
 train: $(VENV)/.dev
 	$(PY) -m training train $(GTZAN) $(LIGHT) --family crnn2d --level-norm --checkpoints .checkpoints/level-power \
-	  --comparison results/level-power --comparison results/recipe-light --comparison results --out models/crnn2d-gtzan
+	  --comparison results/level-power --comparison results/artist --comparison results/recipe-light --comparison results \
+	  --out models/crnn2d-gtzan
 
 # a linear genre head on the frozen pretrained musicnn (the previous musicnn-gtzan), artist-grouped CV (~25 min)
 transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
