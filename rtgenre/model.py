@@ -176,7 +176,9 @@ def check_window(seconds: float) -> float:
 
 def check_hop(seconds: float, window_s: float) -> float:
     """The one hop rule (config, CLI, control socket, pipeline): a hop past the window would skip audio."""
-    if not 0 < seconds <= window_s:
+    if not seconds > 0:
+        raise ModelError(f"hop {seconds:g} s must be positive")
+    if seconds > window_s:
         raise ModelError(f"hop {seconds:g} s is longer than the window ({window_s:g} s)")
     return seconds
 

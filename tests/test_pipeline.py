@@ -55,9 +55,11 @@ def test_window_messages_carry_the_schema(bundle, classifier, tmp_path):
     assert eos["type"] == "eos" and eos["stats"]["windows"] == len(wins)
 
 
-@pytest.mark.parametrize("hop", [2.0, 0.0, -0.5])
-def test_a_hop_outside_the_window_is_refused(bundle, hop):
-    with pytest.raises(RtgenreError, match="hop"):
+@pytest.mark.parametrize(
+    "hop, problem", [(2.0, "hop 2 s is longer than the window"), (0.0, "must be positive"), (-0.5, "must be positive")]
+)
+def test_a_hop_outside_the_window_is_refused(bundle, hop, problem):
+    with pytest.raises(RtgenreError, match=problem):
         StreamPipeline(bundle, StreamSettings(window_s=1.0, hop_s=hop))
 
 
