@@ -107,6 +107,9 @@ tracks.
             "the silence gate still sees the true level."
         )
     level = ", each window referred to its mean power" if cfg.level_norm else ", no per-window normalisation"
+    extra_use = ("The unverified non-GTZAN songs of `extra/` served only as unlabelled material for distillation "
+                 "(below), never as labels or for evaluation." if data.get("extra_unlabelled") else
+                 "The unverified non-GTZAN songs of `extra/` were **not** used.")  # fmt: skip
     return f"""# Model card: {name}
 
 A `{family}` classifier of log-mel windows into the ten GTZAN genres, for real-time use in
@@ -117,8 +120,8 @@ in `filterbank.npy`.
 
 ## Training data
 Real GTZAN tracks of the fault-filtered split (Kereliuk et al. 2015), train and valid parts only,
-from `{data["data_root"]}` plus 2–3 s real GTZAN clips from `{data["clips_root"]}`. The unverified
-non-GTZAN songs of `extra/` were **not** used. The test part of the split was not touched.
+from `{data["data_root"]}` plus 2–3 s real GTZAN clips from `{data["clips_root"]}`. {extra_use} The test
+part of the split was not touched.
 
 | genre | 30 s tracks | 2–3 s clips |
 |---|---|---|
