@@ -59,8 +59,10 @@ def test_a_library_on_two_workers_matches_classify(library, tmp_path):
         assert (
             row["error"] is None and row["size"] == f.stat().st_size and row["duration_s"] == pytest.approx(30, abs=1)
         )
-        assert (row["genre"], row["confidence"], row["windows"]) == (want["genre"], want["confidence"], want["windows"])
-        assert {g: row[f"p_{g}"] for g in want["probs"]} == want["probs"]
+        assert (row["genre"], row["windows"]) == (want["genre"], want["windows"])
+        # ONNX Runtime may batch the windows differently here: the last of 6 rounded decimals can differ
+        assert row["confidence"] == pytest.approx(want["confidence"], abs=2e-6)
+        assert {g: row[f"p_{g}"] for g in want["probs"]} == pytest.approx(want["probs"], abs=2e-6)
     again = batch(str(library), "--out", str(out))  # nothing changed: nothing to do
     assert again.returncode == 0 and "0 classified" in again.stderr and "7 already in" in again.stderr
 
