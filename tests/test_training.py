@@ -153,6 +153,8 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
             "2",
             "--cache",
             str(tmp_path / "cache"),
+            "--threads",
+            "1",
         ],
         capture_output=True,
         text=True,
@@ -174,7 +176,7 @@ def test_tiny_training_run_produces_a_bundle_the_runtime_uses(data, tmp_path):
 @pytest.mark.training
 def test_compare_writes_the_table_and_plots(data, tmp_path):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("limit: 2\nepochs: 1\nwindows-per-epoch: 32\nfolds: 2\n")
+    cfg.write_text("limit: 2\nepochs: 1\nwindows-per-epoch: 32\nfolds: 2\nthreads: 1\n")
     r = subprocess.run(
         [sys.executable, "-m", "training", "compare", "--config", str(cfg), "--data", str(data / "gtzan"),
          "--out", str(tmp_path / "cmp"), "--families", "cnn,ann", "--seeds", "2", "--cache", str(tmp_path / "cache")],
@@ -247,8 +249,9 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     # train's --cache is the log-mel folder; its teacher caches beside it, where transfer left the features
     common[-1] = str(tmp_path / "cache" / "mel")
     r = subprocess.run([sys.executable, "-m", "training", "train", *common, "--wheel", str(wheel), "--epochs", "1",
-                        "--windows-per-epoch", "32", "--family", "crnn2d", "--distill", "0.7", "--level-norm",
-                        "--out", str(tmp_path / "student")], capture_output=True, text=True, timeout=600)  # fmt: skip
+                        "--threads", "1", "--windows-per-epoch", "32", "--family", "crnn2d", "--distill", "0.7",
+                        "--level-norm", "--out", str(tmp_path / "student")], capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     card = (tmp_path / "student" / "MODEL_CARD.md").read_text()
     assert "Distilled: 70%" in card and "Level normalisation" in card
