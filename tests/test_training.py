@@ -220,7 +220,8 @@ def test_compare_writes_the_table_and_plots(data, tmp_path):
 def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data, tmp_path, wheel):
     """The musicnn transfer bundle (level-free verdict), a fine-tuned one, and a crnn2d student distilled from
     the transfer teacher."""
-    common = ["--data", str(data / "gtzan"), "--limit", "2", "--folds", "2", "--cache", str(tmp_path / "cache")]
+    tiny_data = ["--data", str(data / "gtzan"), "--limit", "2", "--folds", "2"]
+    common = [*tiny_data, "--cache", str(tmp_path / "cache")]
     r = subprocess.run([sys.executable, "-m", "training", "transfer", *common, "--wheel", str(wheel),
                         "--fold-seeds", "1", "--out", str(tmp_path / "teacher")],
                        capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -247,8 +248,8 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
     # train's --cache is the log-mel folder; its teacher caches beside it, where transfer left the features
-    common[-1] = str(tmp_path / "cache" / "mel")
-    r = subprocess.run([sys.executable, "-m", "training", "train", *common, "--wheel", str(wheel), "--epochs", "1",
+    student = [*tiny_data, "--cache", str(tmp_path / "cache" / "mel")]
+    r = subprocess.run([sys.executable, "-m", "training", "train", *student, "--wheel", str(wheel), "--epochs", "1",
                         "--threads", "1", "--windows-per-epoch", "32", "--family", "crnn2d", "--distill", "0.7",
                         "--level-norm", "--out", str(tmp_path / "student")], capture_output=True, text=True,
                        timeout=600)  # fmt: skip
