@@ -20,7 +20,7 @@ LABELS = {
 def levels_section(levels: dict[str, float] | None) -> str:
     """The card's table of valid-split accuracy by input level."""
     if not levels:
-        return "Not measured in this run (no valid split, or `--no-levels`)."
+        return "Not measured in this run (no valid split, or `--no-levels` skipped it)."
     rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in levels.items())
     return ("Valid-split track accuracy with the input turned down (the model trained on the train part):\n\n"
             f"| input level | track acc |\n|---|---|\n{rows}")  # fmt: skip
