@@ -34,7 +34,7 @@ from .lyrics import LyricEncoder, read_lyrics_json, read_tcc
 from .lyrics_export import export_lyric_model
 from .models import FAMILIES
 from .saliency import plot_tracks
-from .train import Example, TrainConfig, predict_tracks, train
+from .train import Example, TrainConfig, load_checkpoint, predict_tracks, train
 
 EVAL_HOP_S = 1.5
 
@@ -596,7 +596,7 @@ def ensemble_cmd(data_root, clips_root, checkpoints, wheel, folds, fold_seeds, c
         return ensemble.track_probs(model, [c.mels[i] for i in held], n, hop)
 
     def load(path: Path):
-        return ensemble.crnn2d(path, c.params.n_mels, len(GENRES))
+        return load_checkpoint(path, "crnn2d", c.params.n_mels, len(GENRES))
 
     def mix_everywhere() -> dict:
         result = {}
@@ -690,13 +690,8 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
 @MEL_CACHE_OPTION
 def levels_cmd(checkpoint, family, level_norm, data_root, clips_root, window_s, cache):
     """Valid-split track accuracy of a train-split checkpoint with the input at 0 to −40 dB."""
-    import torch
-
-    from .models import build
-
     c = load_collection(data_root, clips_root, None, cache)
-    model = build(family, c.params.n_mels, len(GENRES), level_norm)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    model = load_checkpoint(checkpoint, family, c.params.n_mels, len(GENRES), level_norm)
     levels = valid_levels(c, model, [i for i, t in enumerate(c.tracks) if t.split == "valid"], window_s)
     click.echo(json.dumps({"checkpoint": str(checkpoint), "valid_track_acc_by_input_level": levels}))
 

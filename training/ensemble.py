@@ -15,16 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import build
 from .train import predict_tracks
 
 WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.0)  # musicnn's share of the mix
-
-
-def crnn2d(checkpoint: Path, n_mels: int, n_classes: int) -> torch.nn.Module:
-    model = build("crnn2d", n_mels, n_classes)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
-    return model.eval()
 
 
 @torch.no_grad()

@@ -158,6 +158,13 @@ def train(
     return model.to(memory_format=torch.contiguous_format), history
 
 
+def load_checkpoint(path: Path, family: str, n_mels: int, n_classes: int, level_norm: bool = False) -> nn.Module:
+    """The model a run's checkpoint (``train(checkpoint=...)``) holds, ready for evaluation."""
+    model = build(family, n_mels, n_classes, level_norm)
+    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    return model.eval()
+
+
 def track_windows(mel: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
     """The windows the runtime would classify in one track (a short track: one looped window)."""
     if len(mel) <= n_frames:
