@@ -10,7 +10,8 @@ from torch import nn
 from rtgenre.frontend import MelParams
 
 LEVEL_FLOOR_DB = 50.0  # level-normalised bins are clamped this far under the window's power: the front end's
-# absolute floor (-100 dB) then stays out of reach down to -40 dB input for most windows
+# absolute floor (-100 dB) stays out of reach down to -40 dB input for windows whose power is over -10 dB (94 % of
+# GTZAN's train + valid windows)
 
 
 def level_normalise(x: torch.Tensor) -> torch.Tensor:
