@@ -108,10 +108,11 @@ transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training transfer --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
 	  --out $(or $(OUT),build/musicnn-linear-gtzan)
 
-# musicnn's back end fine-tuned for genre (the shipped musicnn-gtzan): artist CV over 3 fold splits, valid, levels
+# musicnn's back end fine-tuned for genre on its streaming encoder's features (the shipped default, musicnn-gtzan):
+# artist CV over 3 fold splits, valid, levels (~15 min on one core)
 finetune: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training finetune --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
-	  --part backend --out $(or $(OUT),models/musicnn-gtzan)
+	  --part backend --stream --out $(or $(OUT),models/musicnn-gtzan)
 
 # fine-tuned musicnn averaged with crnn2d (the fold checkpoints `make compare` leaves in .checkpoints/artist), by weight
 ensemble: $(VENV)/.dev $(MUSICNN_WHEEL)
@@ -125,9 +126,10 @@ distill: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training compare $(GTZAN) $(LIGHT) --families crnn2d $(STUDENT) --seeds 3 \
 	  --checkpoints .checkpoints/distill-power --out results/distill-power
 
-# int8 copy of the transfer model, calibrated on real train-split windows
+# int8 copy of a model of mel windows (MODEL=NAME|DIR), calibrated on real train-split windows
 quantize: $(VENV)/.dev
-	$(PY) -m training quantize --model musicnn-gtzan --data $(DATA)/gtzan --out models/musicnn-gtzan-int8
+	$(PY) -m training quantize --model $(or $(MODEL),crnn2d-gtzan) --data $(DATA)/gtzan \
+	  --out build/$(notdir $(or $(MODEL),crnn2d-gtzan))-int8
 
 # reference outputs of the original TensorFlow musicnn for the port's parity test, in a throwaway venv
 musicnn-reference: $(VENV)/.dev $(MUSICNN_WHEEL)

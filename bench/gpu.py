@@ -60,13 +60,19 @@ def cuda_unready() -> str | None:
     return None
 
 
+def rows_of(bundle, y: np.ndarray) -> np.ndarray:
+    """The model's input rows of a whole signal: log-mel frames, or its streaming encoder's feature rows."""
+    mel, encoder = bundle.frontend().mel(y), bundle.stream_encoder()
+    return mel if encoder is None else encoder.whole(mel)
+
+
 def real_windows(bundle, data: Path, n: int) -> np.ndarray:
-    """``n`` log-mel windows of real GTZAN audio (noise shaped like log-mel without the data)."""
+    """``n`` windows of real GTZAN audio (noise shaped like log-mel without the data)."""
     p, frames = bundle.meta.frontend, bundle.meta.frontend.frames(bundle.meta.window_s)
     files = sorted((data / "gtzan").glob("*/*.ogg"))[::40]
     if not files:
-        return np.random.default_rng(0).normal(-40, 15, (n, frames, p.n_mels)).astype(np.float32)
-    mels = [bundle.frontend().mel(np.concatenate(list(FileSource(str(f), p.sample_rate, 30.0)))) for f in files]
+        return np.random.default_rng(0).normal(-40, 15, (n, frames, bundle.input_width)).astype(np.float32)
+    mels = [rows_of(bundle, np.concatenate(list(FileSource(str(f), p.sample_rate, 30.0)))) for f in files]
     starts = [(m, s) for m in mels for s in range(0, len(m) - frames, frames // 2)]
     return np.stack([m[s : s + frames] for m, s in starts[:n]]).astype(np.float32)
 

@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from streaming import HOP_S, step_times, sustained  # noqa: E402
-from throughput import baseline_model, naive_classify_window, tracks  # noqa: E402
+from throughput import MODEL, baseline_model, naive_classify_window, tracks  # noqa: E402
 
 from rtgenre.audio import FileSource  # noqa: E402
 from rtgenre.feed import Publisher  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--minutes", type=float, default=10.0)
     args = ap.parse_args()
-    bundle = load_bundle()
+    bundle = load_bundle(MODEL)
     clf = Classifier(bundle, "cpu", threads=1)
     model = baseline_model(bundle)
     files = tracks(args.data, 8)

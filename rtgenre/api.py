@@ -1,7 +1,7 @@
 """The library API: a model by name, and a verdict for a file or an array, as `rtgenre classify` gives.
 
     import rtgenre
-    model = rtgenre.load_model("crnn2d-gtzan")       # or a bundle directory; None: the default
+    model = rtgenre.load_model("musicnn-gtzan")      # or a bundle directory; None: the default
     result = model.classify("song.ogg")              # or model.classify(samples, sample_rate=44100)
     result.genre, result.confidence, result.window_probs
 

@@ -78,7 +78,7 @@ def model_options(f):
         "--model",
         "model_spec",
         metavar="NAME|DIR",
-        help="A shipped model by name (see `rtgenre models`) or a bundle directory (default: crnn2d-gtzan).",
+        help=f"A shipped model by name (see `rtgenre models`) or a bundle directory (default: {DEFAULT_MODEL.name}).",
     )(f)
     f = click.option("--window", "window_s", type=WINDOW, help="Window length in seconds (default: the model's).")(f)
     f = click.option("--hop", "hop_s", type=HOP, help="Seconds between windows (default: the model's).")(f)

@@ -1,6 +1,7 @@
 """Model bundles and ONNX Runtime inference.
 
-A bundle is a directory with ``model.onnx``, ``filterbank.npy``, ``meta.json`` and a model card.
+A bundle is a directory with ``model.onnx``, ``filterbank.npy``, ``meta.json`` and a model card, and
+``encoder.onnx`` when the model classifies windows of a streaming encoder's feature rows (``encoder.py``).
 The runtime trusts nothing it has not checked: file checksums, labels, front-end parameters and
 the graph's input and output shapes must all agree with ``meta.json``.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoder import EncoderSpec, StreamEncoder, encoder_session
 from .errors import ModelError
 from .frontend import MelFrontend, MelParams
 
@@ -25,7 +27,7 @@ BUNDLE_FORMAT = "rtgenre-bundle/1"
 # the shipped bundles, by name: inside the package when installed from a wheel, else the checkout's models/
 _PACKAGE = Path(__file__).resolve().parent
 MODELS_DIR = _PACKAGE / "models" if (_PACKAGE / "models").is_dir() else _PACKAGE.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "crnn2d-gtzan"
+DEFAULT_MODEL = MODELS_DIR / "musicnn-gtzan"
 MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
 MAX_BATCH = 32
 
@@ -49,6 +51,7 @@ class ModelMeta:
     hop_s: float  # default hop between windows
     files: dict[str, str]  # file name -> sha256
     extra: dict = field(default_factory=dict)  # training data, validation figures: informative only
+    encoder: EncoderSpec | None = None  # a streaming encoder between the mel frames and the model
 
     @classmethod
     def from_json(cls, d: dict) -> ModelMeta:
@@ -58,7 +61,7 @@ class ModelMeta:
             labels = tuple(d["labels"])
             if len(labels) < 2 or len(set(labels)) != len(labels):
                 raise ValueError("labels must be at least two distinct names")
-            known = {"format", "name", "labels", "frontend", "window_seconds", "hop_seconds", "files"}
+            known = {"format", "name", "labels", "frontend", "window_seconds", "hop_seconds", "files", "encoder"}
             return cls(
                 name=str(d["name"]),
                 labels=labels,
@@ -67,6 +70,7 @@ class ModelMeta:
                 hop_s=float(d["hop_seconds"]),
                 files=dict(d["files"]),
                 extra={k: v for k, v in d.items() if k not in known},
+                encoder=EncoderSpec.from_dict(d["encoder"]) if "encoder" in d else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelError(f"meta.json: invalid ({type(e).__name__}: {e})") from None
@@ -80,6 +84,7 @@ class ModelMeta:
             "window_seconds": self.window_s,
             "hop_seconds": self.hop_s,
             "files": self.files,
+            **({"encoder": self.encoder.to_dict()} if self.encoder else {}),
             **self.extra,
         }
 
@@ -98,6 +103,19 @@ class Bundle:
 
     def frontend(self) -> MelFrontend:
         return MelFrontend(self.meta.frontend, self.filterbank)
+
+    @property
+    def input_width(self) -> int:
+        """Columns of the model's window rows: mel bands, or the encoder's feature width."""
+        return self.meta.encoder.width if self.meta.encoder else self.meta.frontend.n_mels
+
+    def stream_encoder(self, provider: str = "") -> StreamEncoder | None:
+        """A new stream's encoder state (None: the model takes mel frames), sharing one session per provider."""
+        spec = self.meta.encoder
+        if spec is None:
+            return None
+        session = encoder_session(self.path / "encoder.onnx", self.meta.files["encoder.onnx"], provider)
+        return StreamEncoder(spec, session, self.meta.frontend.n_mels)
 
 
 def read_meta(root: Path, what: str) -> dict:
@@ -157,7 +175,8 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
         meta = ModelMeta.from_json(read_meta(root, "model bundle"))
     except ModelError as e:
         raise ModelError(str(e) if str(e).startswith("model bundle") else f"model bundle {root}: {e}") from None
-    check_files(root, "model bundle", meta.files, ("model.onnx", "filterbank.npy"))
+    graphs = ("model.onnx", "encoder.onnx") if meta.encoder else ("model.onnx",)
+    check_files(root, "model bundle", meta.files, (*graphs, "filterbank.npy"))
     try:
         fb = np.load(root / "filterbank.npy", allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -227,13 +246,12 @@ class Classifier:
 
     def _check_io(self) -> None:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        p = self.bundle.meta.frontend
         where = f"model bundle {self.bundle.path}"
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(f"{where}: model.onnx must have one input and one output")
         shape = inputs[0].shape
-        if len(shape) != 3 or shape[2] != p.n_mels:
-            raise ModelError(f"{where}: input shape {shape} is not (batch, frames, {p.n_mels})")
+        if len(shape) != 3 or shape[2] != self.bundle.input_width:
+            raise ModelError(f"{where}: input shape {shape} is not (batch, frames, {self.bundle.input_width})")
         out = outputs[0].shape
         if len(out) != 2 or out[1] != len(self.labels):
             raise ModelError(f"{where}: output shape {out} does not match {len(self.labels)} labels")

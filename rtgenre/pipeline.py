@@ -60,7 +60,7 @@ class StreamPipeline:
         self.window_s = check_window(bundle.meta.window_s if settings.window_s is None else settings.window_s)
         self.hop_s = check_hop(bundle.meta.hop_s if settings.hop_s is None else settings.hop_s, self.window_s)
         self.windower = Windower(bundle.frontend(), self.window_s, self.hop_s, settings.smoothing.silence_dbfs,
-                                 settings.audio_buffer_s)  # fmt: skip
+                                 settings.audio_buffer_s, bundle.stream_encoder(provider))  # fmt: skip
         self._smoother = Smoother(len(self.labels), settings.smoothing)
         self._sum = np.zeros(len(self.labels))
         self._voiced = 0

@@ -1,4 +1,5 @@
-"""One stream's audio in, classifier windows out: audio ring -> streaming mel -> frame ring -> windows.
+"""One stream's audio in, classifier windows out: audio ring -> streaming mel (-> streaming encoder) ->
+frame ring -> windows.
 
 A window carries what its message will need (times, level, silence, padding, arrival), so the
 classifier can batch windows of many streams and each stream still publishes its own.
@@ -7,10 +8,12 @@ classifier can batch windows of many streams and each stream still publishes its
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from .encoder import StreamEncoder
 from .frontend import MelFrontend, fit_window
 from .ring import Ring
 
@@ -23,7 +26,7 @@ class Window:
 
     t0: float  # audio seconds since the stream began
     t1: float
-    mel: np.ndarray  # (frames, n_mels)
+    mel: np.ndarray  # (frames, n_mels), or (frames, row width) of an encoder's feature rows
     level_dbfs: float
     silent: bool  # below the silence gate: no genre is claimed
     padded: bool  # shorter than a window, looped to fill it
@@ -36,10 +39,11 @@ class Windower:
 
     Audio waits in a ring until the scheduler asks for windows, so a capture thread only ever copies
     samples; the frame ring holds one window and one hop of mel rows (each row's last value is the
-    frame's level, which the silence gate reads)."""
+    frame's level, which the silence gate reads). With an ``encoder`` the rows are its feature rows, which
+    trail the audio by the encoder's lag."""
 
     def __init__(self, frontend: MelFrontend, window_s: float, hop_s: float, silence_dbfs: float,
-                 audio_buffer_s: float):  # fmt: skip
+                 audio_buffer_s: float, encoder: StreamEncoder | None = None):  # fmt: skip
         p = frontend.params
         self.sample_rate = p.sample_rate
         self.silence_dbfs = silence_dbfs
@@ -47,11 +51,13 @@ class Windower:
         self._hop = p.frames(hop_s)
         self._frame_rate = p.frame_rate
         self._mel = frontend.stream()
+        self._encoder = encoder
         self.audio = Ring(int(audio_buffer_s * p.sample_rate))
-        self.frames = Ring(self._win + self._hop, (p.n_mels + 1,))
+        self.frames = Ring(self._win + self._hop, ((encoder.spec.width if encoder else p.n_mels) + 1,))
         self.emitted = 0  # windows returned so far
         self._fed = 0
         self._fed_wall = 0.0
+        self._handed: deque[tuple[int, float]] = deque()  # (samples fed so far, time.monotonic()) of each block
 
     def feed(self, block: np.ndarray, newest_sample_time: float | None = None) -> None:
         """Hand over mono samples; ``newest_sample_time`` is the wall-clock capture time of the
@@ -59,6 +65,7 @@ class Windower:
         self.audio.write(block)
         self._fed += len(block)
         self._fed_wall = time.time() if newest_sample_time is None else newest_sample_time
+        self._handed.append((self._fed, time.monotonic()))
 
     @property
     def audio_time(self) -> float:
@@ -73,16 +80,19 @@ class Windower:
         """Turn buffered audio into mel frames; return the windows that became complete. ``final``: the
         stream has ended, so the last frames are flushed and input shorter than a window is looped into one."""
         now = time.monotonic()
-        mel, level = self._mel.push(self.audio.read(self.audio.available))
-        out = self._frames_in(mel, level, now)
+        out = self._frames_in(*self._rows(*self._mel.push(self.audio.read(self.audio.available))), now)
         if final:
-            mel, level = self._mel.flush()
-            out += self._frames_in(mel, level, now)
+            out += self._frames_in(*self._rows(*self._mel.flush()), now)
+            if self._encoder is not None:
+                out += self._frames_in(*self._encoder.flush(), now)
             long_enough = self._fed >= MIN_INPUT_S * self.sample_rate
             if self.emitted == 0 and not out and self.frames.available and long_enough:
                 out.append(self._window(self.frames.peek(self.frames.available), now, padded=True))
         self.emitted += len(out)
         return out
+
+    def _rows(self, mel: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (mel, level) if self._encoder is None else self._encoder.push(mel, level)
 
     def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
         out = []
@@ -105,6 +115,13 @@ class Windower:
             level_dbfs=level,
             silent=level < self.silence_dbfs,
             padded=padded,
-            arrived=now,
+            arrived=self._arrival(round(t1 * self.sample_rate), now),
             captured=self._fed_wall - (self._fed / self.sample_rate - t1),
         )
+
+    def _arrival(self, sample: int, now: float) -> float:
+        """When the block holding ``sample`` was handed over: an encoder's rows trail their audio, and a
+        scheduler may take a while to come round, so a window's latency counts from its audio."""
+        while len(self._handed) > 1 and self._handed[0][0] < sample:
+            self._handed.popleft()
+        return self._handed[0][1] if self._handed and self._handed[0][0] >= sample else now

@@ -154,7 +154,8 @@ def test_replay_publishes_to_a_separate_subscriber(music, endpoint):
         stdout=subprocess.PIPE,
         text=True,
     )
-    r = rtgenre("replay", "--fast", "--json", "--wait", "10", "--endpoint", endpoint, str(music))
+    r = rtgenre("replay", "--fast", "--json", "--wait", "10", "--endpoint", endpoint, "--model", "crnn2d-gtzan",
+                str(music))  # fmt: skip
     out, _ = sub.communicate(timeout=30)
     assert r.returncode == 0, r.stderr
     msgs = [json.loads(line) for line in out.splitlines()]

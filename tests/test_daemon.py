@@ -13,6 +13,7 @@ import pytest
 from helpers import free_port, rtgenre
 
 from rtgenre.feed import request, subscribe
+from rtgenre.model import DEFAULT_MODEL
 
 pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 
@@ -191,7 +192,7 @@ def test_status_without_a_daemon_is_a_one_line_error():
     assert r.returncode == 1 and r.stderr.strip().startswith("rtgenre: error: no rtgenre daemon answered")
 
 
-def test_metrics_endpoint_serves_the_same_figures(tmp_path, data, bundle):
+def test_metrics_endpoint_serves_the_same_figures(tmp_path, data):
     import urllib.request
 
     port = free_port()
@@ -208,7 +209,7 @@ def test_metrics_endpoint_serves_the_same_figures(tmp_path, data, bundle):
     time.sleep(1.1)  # the metrics view refreshes once a second
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     d.stop()
-    assert f'rtgenre_model_info{{model="{bundle.meta.name}",provider="CPUExecutionProvider"}} 1.0' in text
+    assert f'rtgenre_model_info{{model="{DEFAULT_MODEL.name}",provider="CPUExecutionProvider"}} 1.0' in text
     windows = next(line for line in text.splitlines() if line.startswith('rtgenre_windows_total{stream="a"}'))
     assert float(windows.split()[-1]) >= 2
     assert 'rtgenre_stream_up{stream="a"} 1.0' in text

@@ -235,14 +235,19 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "teacher"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
 
-    tiny = ["--part", "backend", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1", "--no-levels"]
+    # the shipped default's recipe: the back end fine-tuned on the streaming encoder's rows, shipped with it
+    tiny = ["--part", "backend", "--stream", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1",
+            "--no-levels"]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "training", "finetune", *common, *tiny, "--wheel", str(wheel),
                         "--out", str(tmp_path / "ft")], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     meta = load_bundle(tmp_path / "ft").meta
-    assert meta.extra["family"] == "finetune-backend-MSD_musicnn" and meta.extra["training"]["folds_by"] == "artist"
+    assert meta.extra["family"] == "finetune-backend-stream-MSD_musicnn"
+    assert meta.extra["training"]["folds_by"] == "artist" and meta.encoder.width == 753
+    assert meta.extra["onnx_parity_max_abs_diff"] <= 1e-4 and meta.extra["encoder_ms_per_hop"] > 0
     card = (tmp_path / "ft" / "MODEL_CARD.md").read_text()
     assert "back end (pooling batch norm, dense 200) fine-tuned" in card and "Not measured in this run" in card
+    assert "streaming encoder" in card
     assert meta.extra["valid_track_acc_by_input_level"] == {}
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "ft"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
@@ -260,6 +265,12 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert levels["0 dB"] == levels["-30 dB"]  # level normalisation in the graph
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "student"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr
+
+
+def test_the_streaming_encoder_serves_only_a_back_end_fine_tuned_alone(data):
+    args = ["finetune", "--data", str(data / "gtzan"), "--part", "midend", "--stream", "--out", "unused"]
+    r = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "the streaming encoder serves a back end fine-tuned alone" in r.stderr
 
 
 def test_an_ensemble_mix_runs_from_one_model_to_the_other(tmp_path):

@@ -179,16 +179,17 @@ def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seed
 
 
 def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
-                  levels: dict[str, float], ms_per_window: float, folds_by: str) -> str:  # fmt: skip
+                  levels: dict[str, float], ms_per_window: float, folds_by: str,
+                  streamed: bool = False) -> str:  # fmt: skip
     """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre."""
     layers = "mid-end and back end" if ft.part == "midend" else "back end (pooling batch norm, dense 200)"
     return musicnn_card(
-        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by,
+        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by, streamed=streamed,
         head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head",
         trained=f"The {layers} and the head are trained ({ft.epochs} epochs of {ft.patches_per_epoch} patches drawn "
                 f"class- and track-balanced, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
                 "for the pretrained layers, dropout 0.5, musicnn's batch-norm statistics kept; no early stopping). "
-                "The front end stays frozen.",
+                f"musicnn's {'front end stays' if ft.part == 'midend' else 'front and mid-end stay'} frozen.",
         chosen=f"The budget ({ft.epochs} epochs) and learning rates were chosen among a handful by artist CV on "
                "these same folds, which flatters the CV figure slightly (results/MODELS.md lists them all).",
         limit="The front end is frozen and 451 tracks teach the rest: the fine-tuned layers can still overfit "
@@ -198,7 +199,7 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
 
 def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                  levels: dict[str, float], ms_per_window: float, folds_by: str, *, head: str, trained: str,
-                 chosen: str, limit: str) -> str:  # fmt: skip
+                 chosen: str, limit: str, streamed: bool = False) -> str:  # fmt: skip
     named = {
         LABELS.get(k, k).replace("CV", f"{folds_by}-grouped CV"): v for k, v in results.items() if k != "cv_by_track"
     }
@@ -210,12 +211,23 @@ def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds
     norm = ("each window's power is first scaled to a fixed reference (the median of the training patches), so "
             "the verdict does not depend on the input level" if cfg.level_norm else
             "no level normalisation: the verdict follows the input level")  # fmt: skip
+    inputs = (
+        "Input: 96-band dB log-mel frames at 16 kHz (n_fft 512, hop 256) from rtgenre's numpy front end, "
+        "through a streaming encoder (`encoder.onnx`, run by `rtgenre/encoder.py`): each frame's power is "
+        "scaled by a fixed reference over the mean power of the 3 s up to it, so the verdict does not depend "
+        "on the input level, compressed as musicnn does (log10(1 + 10000·power)), and musicnn's front and "
+        "mid-end convolutions run once per frame (rows trail the audio by 73 frames, 1.2 s); the window "
+        f"model pools {WINDOW_S:g} s of rows into {head}"
+        if streamed else
+        f"Input: {WINDOW_S:g} s windows of 96-band dB log-mel at 16 kHz (n_fft 512, hop 256), computed by "
+        f"rtgenre's numpy front end; inside the graph {norm}, then musicnn's own log10(1 + 10000·power) "
+        f"compression, {head}"
+    )  # fmt: skip
+    cost = "per window and its share of the encoder per 0.5 s hop" if streamed else "per window"
     return f"""# Model card: {name}
 
 A genre classifier on **musicnn** ({cfg.net}), a music-tagging network pretrained on far more music
-than GTZAN holds. Input: {WINDOW_S:g} s windows of 96-band dB log-mel at 16 kHz (n_fft 512, hop 256),
-computed by rtgenre's numpy front end; inside the graph {norm}, then musicnn's own
-log10(1 + 10000·power) compression, {head}. Output: ten genre probabilities. {ms_per_window:.1f} ms per window
+than GTZAN holds. {inputs}. Output: ten genre probabilities. {ms_per_window:.1f} ms {cost}
 on one CPU thread (ONNX Runtime, batches of 32): about {500 / ms_per_window:.0f}× real time at a 0.5 s hop.
 
 ## Credits

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import distill, ensemble, finetune, fusion_mel, fusion_report, transfer
+from . import distill, ensemble, finetune, fusion_mel, fusion_report, stream, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
@@ -419,7 +420,7 @@ class MusicnnRun:
 
     @classmethod
     def load(cls, data_root: Path, clips_root: Path | None, wheel: Path | None, cfg: transfer.TransferConfig,
-             limit: int | None, cache: Path, front: bool = False) -> MusicnnRun:  # fmt: skip
+             limit: int | None, cache: Path, front: bool = False, streamed: bool = False) -> MusicnnRun:  # fmt: skip
         tracks = [t for t in find_tracks(data_root) + (find_tracks(clips_root, kind="clip") if clips_root else [])
                   if t.split in ("train", "valid")]  # fmt: skip
         if limit:
@@ -429,7 +430,11 @@ class MusicnnRun:
         wheel = wheel or transfer.fetch_wheel(cache / "wheels")
         n, hop = params.frames(transfer.WINDOW_S), params.frames(transfer.EVAL_HOP_S)
         model = transfer.build(wheel, cfg, transfer.reference_power(mels, n, hop))
-        feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
+        if streamed:
+            spec = stream.encoder_spec(model.backbone, float(model.norm.reference))
+            feats = stream.track_features(model.backbone, spec, tracks, mels, cache / "musicnn-stream", log)
+        else:
+            feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
         return cls(tracks, [GENRES.index(t.genre) for t in tracks], mels, params, fb, model, feats)
 
     def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict,
@@ -463,8 +468,11 @@ class MusicnnRun:
         if valid_idx and by_level:
             n, hop = self.params.frames(transfer.WINDOW_S), self.params.frames(transfer.EVAL_HOP_S)
             valid_model = fitted.model()
-            levels = level_accuracy(lambda ms: transfer.predict(valid_model, ms, n, hop),
-                                    [self.mels[i] for i in valid_idx], [labels[i] for i in valid_idx],
+            if isinstance(valid_model, stream.StreamModel):
+                predict = partial(stream.predict, valid_model)
+            else:
+                predict = partial(transfer.predict, valid_model, n=n, hop=hop)
+            levels = level_accuracy(predict, [self.mels[i] for i in valid_idx], [labels[i] for i in valid_idx],
                                     10 * np.log10(self.params.amin))  # fmt: skip
             log(f"valid split by input level: {levels}")
         final = fit(list(range(len(tracks)))).model()
@@ -528,26 +536,37 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
 @click.option("--patches-per-epoch", default=finetune.FinetuneConfig.patches_per_epoch, show_default=True)
 @click.option("--lr-pretrained", default=finetune.FinetuneConfig.lr_pretrained, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--stream/--no-stream", "streamed", default=False, show_default=True,
+              help="Learn from the streaming encoder's features and ship it (back end only): each frame's "
+                   "front and mid-end maps computed once, not once per overlapping window.")  # fmt: skip
 def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, levels, cache, out,
-                 hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed):  # fmt: skip
+                 hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed, streamed):  # fmt: skip
     """musicnn's later layers fine-tuned for genre: artist-grouped CV, valid split, levels, bundle."""
+    if streamed and part != "backend":
+        raise click.BadParameter("the streaming encoder serves a back end fine-tuned alone", param_hint="--stream")
     ft = finetune.FinetuneConfig(part=part, epochs=epochs, patches_per_epoch=patches_per_epoch,
                                  lr_pretrained=lr_pretrained, seed=seed)  # fmt: skip
     cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
-    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend")
+    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
 
     def fit(idx: list[int]) -> transfer.Fitted:
         tail = finetune.fit(run.model, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
-        return transfer.Fitted(lambda i: finetune.probs(tail, run.feats[i]),
-                               lambda: finetune.installed(run.model, tail))  # fmt: skip
+        if streamed:
+            spec = stream.encoder_spec(tail.backbone, float(run.model.norm.reference))
+            model = partial(stream.StreamModel, tail.backbone, tail.head, spec)
+        else:
+            model = partial(finetune.installed, run.model, tail)
+        return transfer.Fitted(lambda i: finetune.probs(tail, run.feats[i]), lambda: model().eval())
 
-    describe = {**transfer.describe(cfg), "finetune": asdict(ft)}
+    describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed}
+    family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(
         out.name,
         cfg,
         ft,
         run.tracks,
-        *run.report(fit, folds, fold_seeds, out, hop_s, f"finetune-{part}-{cfg.net}", describe, levels),
+        *run.report(fit, folds, fold_seeds, out, hop_s, family, describe, levels),
+        streamed=streamed,
     )
     (out / "MODEL_CARD.md").write_text(card)
 
@@ -639,6 +658,9 @@ def quantize_cmd(model_spec, data_root, n_windows, cache, out):
     from .quantize import quantize
 
     bundle = load_bundle(model_spec)
+    if bundle.meta.encoder:
+        raise click.BadParameter(f"{bundle.meta.name} classifies a streaming encoder's rows; quantize takes a "
+                                 "model of mel windows", param_hint="--model")  # fmt: skip
     frontend = bundle.frontend()
     tracks = find_tracks(data_root)
     n = bundle.meta.frontend.frames(bundle.meta.window_s)

@@ -15,6 +15,8 @@ from torch import nn
 from rtgenre.frontend import MelParams
 from rtgenre.model import ModelMeta, sha256_of
 
+from .stream import StreamModel, export_step, step_ms
+
 PARITY_ATOL = 1e-4
 
 
@@ -64,11 +66,11 @@ def onnx_ms_per_window(path: Path, frames: int, n_mels: int, seconds: float = 2.
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).normal(-30, 20, (32, frames, n_mels)).astype(np.float32)
-    session.run(None, {"mel": x})
+    feed = {"mel": np.random.default_rng(0).normal(-30, 20, (32, frames, n_mels)).astype(np.float32)}
+    session.run(None, feed)
     batches, t0 = 0, time.perf_counter()
     while batches < 3 or time.perf_counter() - t0 < seconds:
-        session.run(None, {"mel": x})
+        session.run(None, feed)
         batches += 1
     return (time.perf_counter() - t0) / (32 * batches) * 1e3
 
@@ -85,8 +87,19 @@ def write_bundle(
     extra: dict,
     card: str,
 ) -> ModelMeta:
+    """A bundle of ``model``; a ``stream.StreamModel`` brings its encoder, and its cost per window is then the
+    window model's plus one encoder step per hop."""
     out.mkdir(parents=True, exist_ok=True)
-    parity = export_onnx(model, out / "model.onnx", params.frames(window_s), params.n_mels)
+    spec = model.spec if isinstance(model, StreamModel) else None
+    width = spec.width if spec else params.n_mels
+    parity = export_onnx(model, out / "model.onnx", params.frames(window_s), width)
+    ms = onnx_ms_per_window(out / "model.onnx", params.frames(window_s), width)
+    graphs = ("model.onnx",)
+    if spec:
+        parity = max(parity, export_step(model.backbone, out / "encoder.onnx", params.frames(hop_s)))
+        extra = {**extra, "encoder_ms_per_hop": round(step_ms(out / "encoder.onnx", params.frames(hop_s)), 3)}
+        ms += extra["encoder_ms_per_hop"]
+        graphs += ("encoder.onnx",)
     np.save(out / "filterbank.npy", filterbank.astype(np.float32))
     meta = ModelMeta(
         name=name,
@@ -94,12 +107,9 @@ def write_bundle(
         frontend=params,
         window_s=window_s,
         hop_s=hop_s,
-        files={f: sha256_of(out / f) for f in ("model.onnx", "filterbank.npy")},
-        extra={
-            **extra,
-            "onnx_parity_max_abs_diff": parity,
-            "ms_per_window": round(onnx_ms_per_window(out / "model.onnx", params.frames(window_s), params.n_mels), 3),
-        },
+        files={f: sha256_of(out / f) for f in (*graphs, "filterbank.npy")},
+        extra={**extra, "onnx_parity_max_abs_diff": parity, "ms_per_window": round(ms, 3)},
+        encoder=spec,
     )
     (out / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n")
     (out / "MODEL_CARD.md").write_text(card)

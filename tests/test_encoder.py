@@ -1,0 +1,108 @@
+"""The streaming encoder: its step equals musicnn over whole patches, and a stream's rows do not depend on how
+the audio was cut into blocks, nor on its level."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rtgenre.encoder import EncoderSpec, TrailingLevel
+from rtgenre.errors import ModelError
+from rtgenre.model import load_bundle
+
+STREAMED = "musicnn-gtzan"
+
+
+@pytest.fixture(scope="module")
+def streamed():
+    return load_bundle(STREAMED)
+
+
+@pytest.fixture(scope="module")
+def mel(streamed, data):
+    from rtgenre.audio import FileSource
+
+    p = streamed.meta.frontend
+    y = np.concatenate(list(FileSource(str(data / "gtzan" / "rock" / "rock.00003.ogg"), p.sample_rate, 12.0)))
+    return streamed.frontend().mel(y)
+
+
+def rows_of(bundle, mel: np.ndarray, cuts: list[int], gain_db: float = 0.0) -> np.ndarray:
+    enc = bundle.stream_encoder()
+    floor = np.float32(10 * np.log10(bundle.meta.frontend.amin))
+    mel = np.maximum(mel + np.float32(gain_db), floor)
+    parts = [enc.push(block, np.zeros(len(block), np.float32))[0] for block in np.split(mel, cuts)]
+    return np.concatenate([*parts, enc.flush()[0]])
+
+
+def test_the_step_is_musicnn_over_whole_patches(wheel):
+    """Away from a patch's padded edges, the step's rows are the front and mid-end maps of the whole patch."""
+    from training import musicnn
+    from training.stream import LEFT, MID, RIGHT, Step
+
+    port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    x = torch.rand(1, 400, 96, generator=torch.Generator().manual_seed(0)) * 3
+    with torch.no_grad():
+        front = port.front(x)
+        whole = torch.cat(port.midend(front), dim=1)
+        s, n = 200, 31
+        new_front, rows = Step(port)(x[:, s - LEFT : s + n + RIGHT], front[:, :, s - 2 * MID : s].transpose(1, 2))
+    np.testing.assert_allclose(new_front[0].T, front[0, :, s : s + n], atol=1e-5)
+    np.testing.assert_allclose(rows[0].T, whole[0, :, s - MID : s - MID + n], atol=1e-4)
+
+
+def test_rows_do_not_depend_on_how_the_stream_was_cut(streamed, mel):
+    whole = rows_of(streamed, mel, [])
+    assert whole.shape == (len(mel), streamed.meta.encoder.width)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, len(mel)), 40, replace=False)).tolist()
+    np.testing.assert_allclose(rows_of(streamed, mel, cuts), whole, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(rows_of(streamed, mel, list(range(1, len(mel)))), whole, rtol=1e-4, atol=1e-3)
+
+
+def test_rows_do_not_follow_the_input_level(streamed, mel):
+    """Only the bins the front end floors (quiet to begin with, under its floor once turned down) differ."""
+    quiet, loud = rows_of(streamed, mel, [100], gain_db=-30.0), rows_of(streamed, mel, [])
+    np.testing.assert_allclose(quiet, loud, rtol=1e-3, atol=1e-2)
+
+
+def test_rows_trail_the_frames_by_the_encoders_lag(streamed, mel):
+    enc = streamed.stream_encoder()
+    lag = streamed.meta.encoder.lag
+    rows, level = enc.push(mel[:300], np.arange(300, dtype=np.float32))
+    assert len(rows) == 300 - lag and level.tolist() == list(range(300 - lag))  # levels stay with their frames
+    rows, level = enc.flush()
+    assert len(rows) == lag and level.tolist() == list(range(300 - lag, 300))
+
+
+def test_the_trailing_level_is_the_same_in_any_blocks():
+    p = np.random.default_rng(0).random(500)
+    whole = TrailingLevel(50).push(p)
+    level = TrailingLevel(50)
+    np.testing.assert_allclose(np.concatenate([level.push(b) for b in np.split(p, [3, 70, 71, 300])]), whole)
+    assert whole[0] == p[0] and np.isclose(whole[-1], p[-50:].mean())
+
+
+def test_a_bad_encoder_spec_is_refused(streamed):
+    with pytest.raises(ValueError):
+        EncoderSpec.from_dict({**streamed.meta.encoder.to_dict(), "width": 0})
+    with pytest.raises(KeyError):
+        EncoderSpec.from_dict({"left": 1})
+
+
+def test_a_missing_encoder_graph_is_one_line(streamed, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(streamed.path, copy)
+    (copy / "encoder.onnx").unlink()
+    with pytest.raises(ModelError, match="encoder.onnx is missing"):
+        load_bundle(copy)
+
+
+def test_a_streamed_model_classifies_a_short_clip_through_the_runtime(data):
+    """A 2-3 s clip (under one 3 s window) is looped into one window of rows, as training did."""
+    from rtgenre.api import load_model
+
+    clip = sorted((data / "gtzan_clips" / "metal").glob("*.ogg"))[0]
+    result = load_model(STREAMED).classify(clip)
+    assert result.padded and len(result.window_times) == 1 and result.genre in result.probs

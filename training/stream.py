@@ -1,0 +1,188 @@
+"""musicnn as a streaming encoder: each new frame's features computed once, not once per window.
+
+A 3 s window at a 0.5 s hop shares five sixths of its frames with the one before, and musicnn's front
+and mid-end are convolutions over time, so recomputing them for every window does six times the work.
+Here they run as a step over new frames: ``Step`` takes the new (level-normalised, log-compressed)
+frames with the context its convolutions need and the front-end maps of the frames before them, and
+returns the new frames' front-end maps (kept for the next step) and their feature rows (front and
+mid-end maps, 753 a frame). ``StreamModel`` is the rest of musicnn plus the genre head: max and mean of
+a window's rows -> back end -> probabilities. ``rtgenre.encoder`` drives the step at run time and
+in training alike, so the features a model learns from are the ones it is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+from torch.nn.functional import conv1d
+
+from rtgenre.encoder import EncoderSpec, StreamEncoder
+
+from . import musicnn, transfer
+from .data import Track
+
+# mel frames of context a new frame's front-end maps need (the 128-frame temporal filter, TF "same")
+LEFT, RIGHT = 63, 64
+MID = 9  # front-end frames each side of a mid-end output (three 7-frame convolutions)
+WINDOW_FRAMES = musicnn.PATCH_FRAMES
+EVAL_HOP_FRAMES = musicnn.PARAMS.frames(transfer.EVAL_HOP_S)
+HOP_FRAMES = musicnn.PARAMS.frames(0.5)  # new frames a step takes at the runtime's default hop
+
+
+def _valid(block: musicnn.Timbral, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """A front-end block without padding over ``x`` cropped to what its kernel needs: (B, 1, T, F) -> (B, C, T')."""
+    pad_l, pad_r = block.pad
+    h = x[:, :, left - pad_l : -(right - pad_r) or None]  # constant offsets: the exported graph takes any length
+    return block.bn(torch.relu(block.conv(h))).amax(dim=3)
+
+
+class Step(nn.Module):
+    """(x (1, n + LEFT + RIGHT, 96), front context (1, 2·MID, 561)) -> (front (1, n, 561), rows (1, n, 753)).
+
+    The rows are those of the ``MID`` frames before the first new one onwards: the mid-end needs
+    ``MID`` front-end frames after a frame to finish it. Every slice is a constant offset, so the
+    exported graph takes any ``n``. The convolutions run without padding: the context is real audio."""
+
+    def __init__(self, backbone: musicnn.Musicnn):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.backbone
+        h = b.input_bn(x.unsqueeze(1))
+        front = torch.cat([_valid(block, h, LEFT, RIGHT) for block in b.frontend], dim=1)  # (1, 561, n)
+        maps = torch.cat([context.transpose(1, 2), front], dim=2)  # (1, 561, n + 2·MID)
+        m = b.midend
+        h1 = m.bns[0](torch.relu(conv1d(maps, m.convs[0].weight, m.convs[0].bias)))
+        h2 = m.bns[1](torch.relu(conv1d(h1, m.convs[1].weight, m.convs[1].bias))) + h1[:, :, 3:-3]
+        h3 = m.bns[2](torch.relu(conv1d(h2, m.convs[2].weight, m.convs[2].bias))) + h2[:, :, 3:-3]
+        rows = torch.cat([maps[:, :, MID:-MID], h1[:, :, 6:-6], h2[:, :, 3:-3], h3], dim=1)
+        return front.transpose(1, 2), rows.transpose(1, 2)
+
+
+class StreamModel(nn.Module):
+    """A window's feature rows (B, frames, 753) -> genre logits: musicnn's pooling and back end, the head.
+
+    ``backbone``'s front and mid-end are what the bundle's encoder runs (``Step``); ``spec`` says how."""
+
+    def __init__(self, backbone: musicnn.Musicnn, head: nn.Linear, spec: EncoderSpec):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.spec = spec
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        pooled = torch.stack([rows.amax(dim=1), rows.mean(dim=1)], dim=2).flatten(1)
+        return self.head(self.backbone.backend(pooled))
+
+
+def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
+    front = sum(b.conv.out_channels for b in backbone.frontend)
+    return EncoderSpec(left=LEFT, right=RIGHT, mid=MID, front_width=front,
+                       width=front + 3 * backbone.midend.convs[0].out_channels, reference_power=reference,
+                       level_frames=WINDOW_FRAMES)  # fmt: skip
+
+
+def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES) -> float:
+    """Write the step graph to ``path``; returns the largest |torch - ONNX Runtime| over steps of 1 and ``frames``."""
+    step = Step(backbone).eval()
+    n_mels, front = musicnn.PARAMS.n_mels, sum(b.conv.out_channels for b in backbone.frontend)
+    context = torch.zeros(1, 2 * MID, front)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(step, (torch.zeros(1, frames + LEFT + RIGHT, n_mels), context), str(path),
+                          input_names=["x", "context"], output_names=["front", "rows"],
+                          dynamic_axes={"x": {1: "frames"}, "front": {1: "new"}, "rows": {1: "new"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for n in (1, frames):
+        x = rng.uniform(0, 3, (1, n + LEFT + RIGHT, n_mels)).astype(np.float32)
+        ctx = rng.uniform(0, 1, context.shape).astype(np.float32)
+        with torch.no_grad():
+            ref = step(torch.from_numpy(x), torch.from_numpy(ctx))
+        got = session.run(None, {"x": x, "context": ctx})
+        worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref, strict=True)))
+    return worst
+
+
+def step_ms(path: Path, frames: int = HOP_FRAMES, seconds: float = 2.0) -> float:
+    """Milliseconds of one encoder step over ``frames`` new frames, ONNX Runtime on one thread."""
+    session = _session(path)
+    feed = {"x": np.zeros((1, frames + LEFT + RIGHT, musicnn.PARAMS.n_mels), np.float32),
+            "context": np.zeros([1, 2 * MID, session.get_inputs()[1].shape[2]], np.float32)}  # fmt: skip
+    session.run(None, feed)
+    steps, t0 = 0, time.perf_counter()
+    while steps < 3 or time.perf_counter() - t0 < seconds:
+        session.run(None, feed)
+        steps += 1
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class Encoder:
+    """A backbone's streaming encoder, exported once and run through the runtime's own ``StreamEncoder``."""
+
+    def __init__(self, backbone: musicnn.Musicnn, spec: EncoderSpec):
+        self.spec = spec
+        with tempfile.TemporaryDirectory() as d:
+            export_step(backbone, Path(d) / "encoder.onnx")
+            self._session = _session(Path(d) / "encoder.onnx")
+
+    def rows(self, mel: np.ndarray) -> np.ndarray:
+        """A whole track's feature rows, as a stream of it gets them."""
+        return StreamEncoder(self.spec, self._session, mel.shape[1]).whole(mel)
+
+
+def pooled(rows: np.ndarray) -> np.ndarray:
+    """The back end's input of every window (1.5 s hop) of a track's rows: max and mean, interleaved as musicnn's."""
+    w = transfer.patches(rows, WINDOW_FRAMES, EVAL_HOP_FRAMES)
+    return np.stack([w.max(axis=1), w.mean(axis=1)], axis=2).reshape(len(w), -1).astype(np.float32)
+
+
+def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Track], mels: list[np.ndarray],
+                   cache: Path | None, log=print) -> list[np.ndarray]:  # fmt: skip
+    """Pooled windows of every track's streamed rows, cached by track, backbone and normalisation."""
+    encoder = Encoder(backbone, spec)
+    tag = f"stream|{spec.reference_power:.6g}|{spec.level_frames}|{sum(p.sum().item() for p in backbone.parameters())}"
+    out = []
+    for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
+        key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
+        cached = cache / f"{key}.npy" if cache else None
+        if cached is not None and cached.is_file():
+            out.append(np.load(cached))
+            continue
+        feats = pooled(encoder.rows(mel))
+        if cached is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.save(cached, feats)
+        out.append(feats)
+        if i % 50 == 0:
+            log(f"musicnn streamed features: {i + 1}/{len(tracks)} tracks")
+    return out
+
+
+@torch.no_grad()
+def predict(model: StreamModel, mels: list[np.ndarray]) -> list[np.ndarray]:
+    """Window probabilities (1.5 s hop) of every track: streamed rows, then the window model."""
+    model.eval()
+    encoder = Encoder(model.backbone, model.spec)
+    out = []
+    for mel in mels:
+        x = torch.from_numpy(transfer.patches(encoder.rows(mel), WINDOW_FRAMES, EVAL_HOP_FRAMES))
+        out.append(torch.cat([torch.softmax(model(x[j : j + 64]), dim=1) for j in range(0, len(x), 64)]).numpy())
+    return out
