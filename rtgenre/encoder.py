@@ -13,7 +13,7 @@ mel frames by ``right + mid`` frames; the stream's start and end are padded with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +43,10 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> EncoderSpec:
-        spec = cls(**{k: type(f)(d[k]) for k, f in asdict(_EXAMPLE).items()})
+        spec = cls(**{f.name: {"int": int, "float": float}[f.type](d[f.name]) for f in fields(cls)})
         if min(spec.left, spec.right, spec.mid) < 0 or min(spec.width, spec.front_width, spec.level_frames) < 1:
             raise ValueError("encoder sizes must be non-negative and widths positive")
         return spec
-
-
-_EXAMPLE = EncoderSpec(0, 0, 0, 1, 1, 1.0, 1)
 
 
 class TrailingLevel:
@@ -122,9 +119,10 @@ class StreamEncoder:
 _SESSIONS: dict[tuple[str, str], object] = {}  # (sha256, device) -> session
 
 
-def encoder_session(path: Path, sha256: str, provider: str = ""):
+def encoder_session(path: Path, sha256: str, spec: EncoderSpec, n_mels: int, provider: str = ""):
     """One ONNX Runtime session per encoder graph (by content: a bundle replaced in place and reloaded gets its
-    new graph) and provider, shared by every stream (``run`` is thread-safe)."""
+    new graph) and provider, shared by every stream (``run`` is thread-safe); a graph that does not take and
+    give what ``spec`` says is a one-line ``ModelError``."""
     import onnxruntime as ort
 
     cuda = provider == "CUDAExecutionProvider"
@@ -134,9 +132,17 @@ def encoder_session(path: Path, sha256: str, provider: str = ""):
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
+        where = f"model bundle {path.parent}: {path.name}"
         try:
-            _SESSIONS[key] = ort.InferenceSession(str(path), opts, providers=providers)
+            session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types for unreadable graphs
-            why = str(e).splitlines()[0]
-            raise ModelError(f"model bundle {path.parent}: {path.name} cannot be loaded ({why})") from None
+            raise ModelError(f"{where} cannot be loaded ({str(e).splitlines()[0]})") from None
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        expected = {"x": [1, "frames", n_mels], "context": [1, 2 * spec.mid, spec.front_width]}
+        if set(inputs) != set(expected) or any(inputs[k][2] != v[2] for k, v in expected.items()):
+            raise ModelError(f"{where}: inputs {inputs} are not x (1, frames, {n_mels}) and context "
+                             f"(1, {2 * spec.mid}, {spec.front_width}) as meta.json's encoder says")  # fmt: skip
+        if [o.shape[2] for o in session.get_outputs()] != [spec.front_width, spec.width]:
+            raise ModelError(f"{where}: outputs are not front maps and rows of {spec.front_width} and {spec.width}")
+        _SESSIONS[key] = session
     return _SESSIONS[key]

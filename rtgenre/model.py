@@ -114,8 +114,9 @@ class Bundle:
         spec = self.meta.encoder
         if spec is None:
             return None
-        session = encoder_session(self.path / "encoder.onnx", self.meta.files["encoder.onnx"], provider)
-        return StreamEncoder(spec, session, self.meta.frontend.n_mels)
+        n_mels = self.meta.frontend.n_mels
+        session = encoder_session(self.path / "encoder.onnx", self.meta.files["encoder.onnx"], spec, n_mels, provider)
+        return StreamEncoder(spec, session, n_mels)
 
 
 def read_meta(root: Path, what: str) -> dict:
@@ -256,6 +257,7 @@ class Classifier:
         if len(out) != 2 or out[1] != len(self.labels):
             raise ModelError(f"{where}: output shape {out} does not match {len(self.labels)} labels")
         self._input = inputs[0].name
+        self.bundle.stream_encoder(self.provider)  # an encoder that cannot serve fails here, before any stream
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of windows, shape (batch, n_labels).

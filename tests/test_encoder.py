@@ -99,6 +99,21 @@ def test_a_missing_encoder_graph_is_one_line(streamed, tmp_path):
         load_bundle(copy)
 
 
+def test_an_encoder_graph_that_does_not_fit_its_spec_is_one_line(streamed, tmp_path):
+    import json
+
+    from rtgenre.model import Classifier, sha256_of
+
+    copy = tmp_path / "m"
+    shutil.copytree(streamed.path, copy)
+    shutil.copyfile(copy / "model.onnx", copy / "encoder.onnx")  # a graph, checksummed, but not an encoder
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["files"]["encoder.onnx"] = sha256_of(copy / "encoder.onnx")
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"encoder.onnx: inputs .* are not x"):
+        Classifier(load_bundle(copy))
+
+
 def test_a_streamed_model_classifies_a_short_clip_through_the_runtime(data):
     """A 2-3 s clip (under one 3 s window) is looped into one window of rows, as training did."""
     from rtgenre.api import load_model
@@ -106,3 +121,38 @@ def test_a_streamed_model_classifies_a_short_clip_through_the_runtime(data):
     clip = sorted((data / "gtzan_clips" / "metal").glob("*.ogg"))[0]
     result = load_model(STREAMED).classify(clip)
     assert result.padded and len(result.window_times) == 1 and result.genre in result.probs
+
+
+def test_a_pruned_timbral_block_keeps_its_filters_and_holds_the_rest_constant(wheel):
+    from training import musicnn
+    from training.stream import Pruned
+
+    block = musicnn.from_checkpoint(musicnn.read_wheel(wheel)).frontend[0].eval()
+    x = torch.rand(2, 1, 40, 96, generator=torch.Generator().manual_seed(0)) * 3
+    means = np.arange(block.channels, dtype=np.float32)
+    keep = np.arange(0, block.channels, 3)
+    with torch.no_grad():
+        whole = block(x)
+        np.testing.assert_allclose(Pruned(block, np.arange(block.channels), means).eval()(x), whole, atol=1e-5)
+        pruned = Pruned(block, keep, means).eval()(x)
+    assert pruned.shape == whole.shape
+    np.testing.assert_allclose(pruned[:, keep], whole[:, keep], atol=1e-5)
+    dropped = np.setdiff1d(np.arange(block.channels), keep)
+    np.testing.assert_array_equal(
+        pruned[:, dropped], np.broadcast_to(means[dropped][None, :, None], pruned[:, dropped].shape)
+    )
+
+
+def test_pruning_keeps_the_rows_of_the_music_it_was_judged_on_and_cuts_the_cost(wheel, mel, streamed):
+    """Most of musicnn's front-end filters never fire (ReLU before batch norm): dropping those whose maps stay
+    constant over some music leaves that music's rows as they were, for a fraction of the work."""
+    from training import musicnn
+    from training.stream import Encoder, kept, prune
+
+    port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    spec = streamed.meta.encoder
+    whole = Encoder(port, spec).rows(mel[:600])
+    pruned = prune(port, [np.stack([whole.min(axis=0), whole.max(axis=0)])])
+    np.testing.assert_allclose(Encoder(pruned, spec).rows(mel[:600]), whole, rtol=1e-4, atol=1e-3)
+    filters = [int(k.split("/")[0]) for k in kept(pruned).split(", ")]
+    assert sum(filters) < 0.25 * spec.front_width  # most filters were dead on this rock track

@@ -247,7 +247,7 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert meta.extra["onnx_parity_max_abs_diff"] <= 1e-4 and meta.extra["encoder_ms_per_hop"] > 0
     card = (tmp_path / "ft" / "MODEL_CARD.md").read_text()
     assert "back end (pooling batch norm, dense 200) fine-tuned" in card and "Not measured in this run" in card
-    assert "streaming encoder" in card
+    assert "streaming encoder" in card and "kept per block" in card and meta.extra["training"]["config"]["streamed"]
     assert meta.extra["valid_track_acc_by_input_level"] == {}
     c = rtgenre("classify", "--json", "--model", str(tmp_path / "ft"), str(song))
     assert c.returncode == 0 and json.loads(c.stdout)["genre"] in GENRES, c.stderr

@@ -180,11 +180,12 @@ def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seed
 
 def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                   levels: dict[str, float], ms_per_window: float, folds_by: str,
-                  streamed: bool = False) -> str:  # fmt: skip
-    """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre."""
+                  encoder_kept: str | None = None) -> str:  # fmt: skip
+    """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre (``encoder_kept``: on
+    its streaming encoder's rows, with the front-end filters it kept per block)."""
     layers = "mid-end and back end" if ft.part == "midend" else "back end (pooling batch norm, dense 200)"
     return musicnn_card(
-        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by, streamed=streamed,
+        name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by, encoder_kept=encoder_kept,
         head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head",
         trained=f"The {layers} and the head are trained ({ft.epochs} epochs of {ft.patches_per_epoch} patches drawn "
                 f"class- and track-balanced, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
@@ -199,7 +200,7 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
 
 def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                  levels: dict[str, float], ms_per_window: float, folds_by: str, *, head: str, trained: str,
-                 chosen: str, limit: str, streamed: bool = False) -> str:  # fmt: skip
+                 chosen: str, limit: str, encoder_kept: str | None = None) -> str:  # fmt: skip
     named = {
         LABELS.get(k, k).replace("CV", f"{folds_by}-grouped CV"): v for k, v in results.items() if k != "cv_by_track"
     }
@@ -216,14 +217,16 @@ def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds
         "through a streaming encoder (`encoder.onnx`, run by `rtgenre/encoder.py`): each frame's power is "
         "scaled by a fixed reference over the mean power of the 3 s up to it, so the verdict does not depend "
         "on the input level, compressed as musicnn does (log10(1 + 10000·power)), and musicnn's front and "
-        "mid-end convolutions run once per frame (rows trail the audio by 73 frames, 1.2 s); the window "
-        f"model pools {WINDOW_S:g} s of rows into {head}"
-        if streamed else
+        "mid-end convolutions run once per frame (rows trail the audio by 73 frames, 1.2 s), without the "
+        "front-end filters that never vary on the training tracks (ReLU before batch norm leaves most of "
+        f"musicnn's at zero: their maps are a constant; kept per block: {encoder_kept}); the window model "
+        f"pools {WINDOW_S:g} s of rows into {head}"
+        if encoder_kept else
         f"Input: {WINDOW_S:g} s windows of 96-band dB log-mel at 16 kHz (n_fft 512, hop 256), computed by "
         f"rtgenre's numpy front end; inside the graph {norm}, then musicnn's own log10(1 + 10000·power) "
         f"compression, {head}"
     )  # fmt: skip
-    cost = "per window and its share of the encoder per 0.5 s hop" if streamed else "per window"
+    cost = "per window and its share of the encoder per 0.5 s hop" if encoder_kept else "per window"
     return f"""# Model card: {name}
 
 A genre classifier on **musicnn** ({cfg.net}), a music-tagging network pretrained on far more music

@@ -430,8 +430,11 @@ class MusicnnRun:
         wheel = wheel or transfer.fetch_wheel(cache / "wheels")
         n, hop = params.frames(transfer.WINDOW_S), params.frames(transfer.EVAL_HOP_S)
         model = transfer.build(wheel, cfg, transfer.reference_power(mels, n, hop))
-        if streamed:
+        if streamed:  # the encoder without the front-end filters that never vary on these tracks: the same rows
             spec = stream.encoder_spec(model.backbone, float(model.norm.reference))
+            ranges = stream.track_features(model.backbone, spec, tracks, mels, cache / "musicnn-stream", log, "range")
+            model.backbone = stream.prune(model.backbone, ranges)
+            log(f"streaming encoder: front-end filters kept per block {stream.kept(model.backbone)}")
             feats = stream.track_features(model.backbone, spec, tracks, mels, cache / "musicnn-stream", log)
         else:
             feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
@@ -558,7 +561,8 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
             model = partial(finetune.installed, run.model, tail)
         return transfer.Fitted(lambda i: finetune.probs(tail, run.feats[i]), lambda: model().eval())
 
-    describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed}
+    kept = stream.kept(run.model.backbone) if streamed else None
+    describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept}
     family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(
         out.name,
@@ -566,7 +570,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         ft,
         run.tracks,
         *run.report(fit, folds, fold_seeds, out, hop_s, family, describe, levels),
-        streamed=streamed,
+        encoder_kept=kept,
     )
     (out / "MODEL_CARD.md").write_text(card)
 

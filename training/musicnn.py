@@ -56,9 +56,16 @@ class Timbral(nn.Module):
         self.conv = nn.Conv2d(1, filters, (time, bands))
         self.bn = nn.BatchNorm2d(filters, eps=EPS)
 
+    @property
+    def channels(self) -> int:
+        return self.conv.out_channels
+
+    def maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Without padding: (B, 1, T, F) -> (B, C, T - time + 1)."""
+        return self.bn(torch.relu(self.conv(x))).amax(dim=3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T)
-        h = self.bn(torch.relu(self.conv(nn.functional.pad(x, (0, 0, *self.pad)))))
-        return h.amax(dim=3)
+        return self.maps(nn.functional.pad(x, (0, 0, *self.pad)))
 
 
 class MidEnd(nn.Module):

@@ -12,6 +12,7 @@ in training alike, so the features a model learns from are the ones it is served
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import tempfile
 import time
@@ -40,8 +41,7 @@ HOP_FRAMES = musicnn.PARAMS.frames(0.5)  # new frames a step takes at the runtim
 def _valid(block: musicnn.Timbral, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """A front-end block without padding over ``x`` cropped to what its kernel needs: (B, 1, T, F) -> (B, C, T')."""
     pad_l, pad_r = block.pad
-    h = x[:, :, left - pad_l : -(right - pad_r) or None]  # constant offsets: the exported graph takes any length
-    return block.bn(torch.relu(block.conv(h))).amax(dim=3)
+    return block.maps(x[:, :, left - pad_l : -(right - pad_r) or None])  # constant offsets: any length exports
 
 
 class Step(nn.Module):
@@ -85,7 +85,7 @@ class StreamModel(nn.Module):
 
 
 def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
-    front = sum(b.conv.out_channels for b in backbone.frontend)
+    front = sum(b.channels for b in backbone.frontend)
     return EncoderSpec(left=LEFT, right=RIGHT, mid=MID, front_width=front,
                        width=front + 3 * backbone.midend.convs[0].out_channels, reference_power=reference,
                        level_frames=WINDOW_FRAMES)  # fmt: skip
@@ -94,7 +94,7 @@ def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
 def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES) -> float:
     """Write the step graph to ``path``; returns the largest |torch - ONNX Runtime| over steps of 1 and ``frames``."""
     step = Step(backbone).eval()
-    n_mels, front = musicnn.PARAMS.n_mels, sum(b.conv.out_channels for b in backbone.frontend)
+    n_mels, front = musicnn.PARAMS.n_mels, sum(b.channels for b in backbone.frontend)
     context = torch.zeros(1, 2 * MID, front)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -155,10 +155,12 @@ def pooled(rows: np.ndarray) -> np.ndarray:
 
 
 def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Track], mels: list[np.ndarray],
-                   cache: Path | None, log=print) -> list[np.ndarray]:  # fmt: skip
-    """Pooled windows of every track's streamed rows, cached by track, backbone and normalisation."""
+                   cache: Path | None, log=print, kind: str = "pooled") -> list[np.ndarray]:  # fmt: skip
+    """Per track, cached by track, backbone and normalisation: the pooled windows of its streamed rows
+    (``kind`` "pooled"), or the lowest and highest value of every row column (``kind`` "range", (2, width))."""
     encoder = Encoder(backbone, spec)
-    tag = f"stream|{spec.reference_power:.6g}|{spec.level_frames}|{sum(p.sum().item() for p in backbone.parameters())}"
+    weights = sum(v.double().sum().item() for v in backbone.state_dict().values())
+    tag = f"stream-{kind}|{spec.reference_power:.6g}|{spec.level_frames}|{weights}"
     out = []
     for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
         key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
@@ -166,13 +168,14 @@ def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Tr
         if cached is not None and cached.is_file():
             out.append(np.load(cached))
             continue
-        feats = pooled(encoder.rows(mel))
+        rows = encoder.rows(mel)
+        feats = pooled(rows) if kind == "pooled" else np.stack([rows.min(axis=0), rows.max(axis=0)])
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.save(cached, feats)
         out.append(feats)
         if i % 50 == 0:
-            log(f"musicnn streamed features: {i + 1}/{len(tracks)} tracks")
+            log(f"musicnn streamed {kind}: {i + 1}/{len(tracks)} tracks")
     return out
 
 
@@ -186,3 +189,54 @@ def predict(model: StreamModel, mels: list[np.ndarray]) -> list[np.ndarray]:
         x = torch.from_numpy(transfer.patches(encoder.rows(mel), WINDOW_FRAMES, EVAL_HOP_FRAMES))
         out.append(torch.cat([torch.softmax(model(x[j : j + 64]), dim=1) for j in range(0, len(x), 64)]).numpy())
     return out
+
+
+class Pruned(musicnn.Timbral):
+    """A front-end block keeping only some of its filters; the others' maps are a constant.
+
+    musicnn applies ReLU before batch norm and max-pools over frequency, and most of its front-end
+    filters never fire on music: their ReLU output is zero everywhere, so their maps are one
+    constant (the batch norm's offset). Computing them is most of the encoder's work for nothing."""
+
+    def __init__(self, block: musicnn.Timbral, keep: np.ndarray, constants: np.ndarray):
+        time, bands = block.conv.kernel_size
+        super().__init__(len(keep), bands, block.pad, time)
+        self.conv.weight.data.copy_(block.conv.weight.data[keep])
+        self.conv.bias.data.copy_(block.conv.bias.data[keep])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(self.bn, name).data.copy_(getattr(block.bn, name).data[keep])
+        dropped = np.setdiff1d(np.arange(block.channels), keep)
+        self.register_buffer("constant", torch.from_numpy(constants[dropped].astype(np.float32)))
+        # the kept maps then the constant ones, back in the original channel order
+        self.register_buffer("order", torch.from_numpy(np.argsort(np.concatenate([keep, dropped]))))
+
+    @property
+    def channels(self) -> int:
+        return len(self.order)
+
+    def maps(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T'), C as before pruning
+        kept = super().maps(x)
+        constant = torch.zeros_like(kept[:, :1]) + self.constant[None, :, None]  # no shape arithmetic: exports
+        return torch.cat([kept, constant], dim=1).index_select(1, self.order)
+
+
+def prune(backbone: musicnn.Musicnn, ranges: list[np.ndarray], tolerance: float = 1e-4) -> musicnn.Musicnn:
+    """A copy of ``backbone`` without the front-end filters whose maps stay constant (within ``tolerance``) over
+    real music, given each track's row ``ranges`` (``track_features`` "range"): on that music the copy computes
+    the same rows, at a fraction of the cost."""
+    lo = np.min([r[0] for r in ranges], axis=0)
+    spread = np.max([r[1] for r in ranges], axis=0) - lo
+    pruned = copy.deepcopy(backbone)
+    start = 0
+    for i, block in enumerate(backbone.frontend):
+        n = block.channels
+        live = np.flatnonzero(spread[start : start + n] > tolerance)
+        pruned.frontend[i] = Pruned(block, live if len(live) else np.argmax(spread[start : start + n])[None],
+                                    lo[start : start + n])  # fmt: skip
+        start += n
+    return pruned.eval()
+
+
+def kept(backbone: musicnn.Musicnn) -> str:
+    """What pruning kept, for cards and logs: "61/204, 60/204, …" filters per front-end block."""
+    return ", ".join(f"{len(b.conv.weight)}/{b.channels}" for b in backbone.frontend)
