@@ -13,7 +13,6 @@ in training alike, so the features a model learns from are the ones it is served
 from __future__ import annotations
 
 import copy
-import hashlib
 import tempfile
 import time
 import warnings
@@ -166,22 +165,12 @@ def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Tr
     encoder = Encoder(backbone, spec)
     weights = sum(v.double().sum().item() for v in backbone.state_dict().values())
     tag = f"stream-{kind}|{spec.reference_power:.6g}|{spec.level_frames}|{weights}"
-    out = []
-    for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
-        key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
-        cached = cache / f"{key}.npy" if cache else None
-        if cached is not None and cached.is_file():
-            out.append(np.load(cached))
-            continue
+
+    def compute(mel: np.ndarray) -> np.ndarray:
         rows = encoder.rows(mel)
-        feats = pooled(rows) if kind == "pooled" else np.stack([rows.min(axis=0), rows.max(axis=0)])
-        if cached is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            np.save(cached, feats)
-        out.append(feats)
-        if i % 50 == 0:
-            log(f"musicnn streamed {kind}: {i + 1}/{len(tracks)} tracks")
-    return out
+        return pooled(rows) if kind == "pooled" else np.stack([rows.min(axis=0), rows.max(axis=0)])
+
+    return transfer.per_track(tracks, mels, cache, tag, compute, log, f"streamed {kind}")
 
 
 @torch.no_grad()

@@ -121,6 +121,27 @@ def reference_power(mels: list[np.ndarray], n: int, hop: int) -> float:
     return float(np.median(means))
 
 
+def per_track(tracks: list[Track], mels: list[np.ndarray], cache: Path | None, tag: str,
+              compute: Callable[[np.ndarray], np.ndarray], log=print,
+              what: str = "features") -> list[np.ndarray]:  # fmt: skip
+    """``compute(mel)`` of every track, cached as ``.npy`` by track, its log-mel and ``tag`` (what computed it)."""
+    out = []
+    for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
+        key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
+        cached = cache / f"{key}.npy" if cache else None
+        if cached is not None and cached.is_file():
+            out.append(np.load(cached))
+            continue
+        feats = compute(mel)
+        if cached is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.save(cached, feats)
+        out.append(feats)
+        if i % 50 == 0:
+            log(f"musicnn {what}: {i + 1}/{len(tracks)} tracks")
+    return out
+
+
 @torch.no_grad()
 def track_features(model: TransferModel, tracks: list[Track], mels: list[np.ndarray], cache: Path | None,
                    log=print, front: bool = False) -> list[np.ndarray]:  # fmt: skip
@@ -131,22 +152,12 @@ def track_features(model: TransferModel, tracks: list[Track], mels: list[np.ndar
     embed = (lambda x: model.front(x).half()) if front else model.embed
     kind = "front" if front else model.features
     tag = f"{kind}|{float(model.norm.reference):.6g}|{sum(p.sum().item() for p in model.backbone.parameters())}"
-    out = []
-    for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
-        key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
-        cached = cache / f"{key}.npy" if cache else None
-        if cached is not None and cached.is_file():
-            out.append(np.load(cached))
-            continue
+
+    def compute(mel: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(patches(mel, n, hop))
-        feats = np.concatenate([embed(x[j : j + PATCH_BATCH]).numpy() for j in range(0, len(x), PATCH_BATCH)])
-        if cached is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            np.save(cached, feats)
-        out.append(feats)
-        if i % 50 == 0:
-            log(f"musicnn features: {i + 1}/{len(tracks)} tracks")
-    return out
+        return np.concatenate([embed(x[j : j + PATCH_BATCH]).numpy() for j in range(0, len(x), PATCH_BATCH)])
+
+    return per_track(tracks, mels, cache, tag, compute, log)
 
 
 @dataclass
