@@ -147,12 +147,36 @@ def test_pruning_keeps_the_rows_of_the_music_it_was_judged_on_and_cuts_the_cost(
     """Most of musicnn's front-end filters never fire (ReLU before batch norm): dropping those whose maps stay
     constant over some music leaves that music's rows as they were, for a fraction of the work."""
     from training import musicnn
-    from training.stream import Encoder, kept, prune
+    from training.stream import Encoder, encoder_spec, kept, prune
 
     port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
-    spec = streamed.meta.encoder
+    spec = encoder_spec(port, streamed.meta.encoder.reference_power)
     whole = Encoder(port, spec).rows(mel[:600])
     pruned = prune(port, [np.stack([whole.min(axis=0), whole.max(axis=0)])])
     np.testing.assert_allclose(Encoder(pruned, spec).rows(mel[:600]), whole, rtol=1e-4, atol=1e-3)
     filters = [int(k.split("/")[0]) for k in kept(pruned).split(", ")]
     assert sum(filters) < 0.25 * spec.front_width  # most filters were dead on this rock track
+
+
+def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabilities(wheel, mel, streamed):
+    """A pruned filter's map is a constant: the shipped encoder leaves its column out of the rows and the window
+    model folds its pooled values into the dense layer's bias."""
+    from torch import nn
+
+    from training import musicnn
+    from training.stream import Encoder, Step, StreamModel, encoder_spec, prune
+
+    port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    spec = encoder_spec(port, streamed.meta.encoder.reference_power)
+    whole = Encoder(port, spec).rows(mel[:400])
+    pruned = prune(port, [np.stack([whole.min(axis=0), whole.max(axis=0)])])
+    model = StreamModel(pruned, nn.Linear(port.embedding_size, 10), spec).eval()
+    narrow = model.narrowed()
+    assert narrow.spec.width == len(narrow.columns) < spec.width / 2
+    x = torch.from_numpy(Encoder(pruned, spec).rows(mel[:400])[None, :187])
+    with torch.no_grad():
+        np.testing.assert_allclose(narrow(x[:, :, narrow.columns]), model(x), rtol=1e-4, atol=1e-4)
+        context = torch.zeros(1, 18, spec.front_width)
+        step = torch.rand(1, 31 + 127, 96, generator=torch.Generator().manual_seed(0))
+        full_rows, narrow_rows = Step(pruned)(step, context)[1], Step(pruned, narrow.columns)(step, context)[1]
+    np.testing.assert_array_equal(narrow_rows, full_rows[:, :, narrow.columns])

@@ -74,9 +74,9 @@ def model_card(name: str, family: str, cfg: TrainConfig, params, data: dict, res
 Cross-validated by `python -m training compare` on the folds each recipe line names; cells are the mean
 over seeds with the best seed in brackets. rtgenre ships as its light model the family with the best
 mean track accuracy among those that run at least 100× real time on one CPU core, trained with the
-recipe that cross-validates best for it (the default, musicnn-gtzan, is results/MODELS.md's). The "5-fold CV" rows below are this model's family, recipe
-and seed ({cfg.seed}) in those tables; the shipped model is that recipe trained on all train + valid
-tracks.
+recipe that cross-validates best for it (the default, musicnn-gtzan, is in results/MODELS.md). The
+"5-fold CV" rows below are this model's family, recipe and seed ({cfg.seed}) in those tables; the
+shipped model is that recipe trained on all train + valid tracks.
 
 {blocks}
 """

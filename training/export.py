@@ -90,6 +90,8 @@ def write_bundle(
     """A bundle of ``model``; a ``stream.StreamModel`` brings its encoder, and its cost per window is then the
     window model's plus one encoder step per hop."""
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, StreamModel):
+        model = model.narrowed()
     spec = model.spec if isinstance(model, StreamModel) else None
     width = spec.width if spec else params.n_mels
     parity = export_onnx(model, out / "model.onnx", params.frames(window_s), width)
@@ -97,7 +99,7 @@ def write_bundle(
     graphs = ("model.onnx",)
     if spec:
         extra = {**extra, "encoder_parity_max_rel_diff": export_step(model.backbone, out / "encoder.onnx",
-                                                                     params.frames(hop_s)),
+                                                                     params.frames(hop_s), model.columns),
                  "encoder_ms_per_hop": round(step_ms(out / "encoder.onnx", params.frames(hop_s)), 3)}  # fmt: skip
         ms += extra["encoder_ms_per_hop"]
         graphs += ("encoder.onnx",)

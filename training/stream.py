@@ -16,6 +16,7 @@ import copy
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,13 @@ class Step(nn.Module):
 
     The rows are those of the ``MID`` frames before the first new one onwards: the mid-end needs
     ``MID`` front-end frames after a frame to finish it. Every slice is a constant offset, so the
-    exported graph takes any ``n``. The convolutions run without padding: the context is real audio."""
+    exported graph takes any ``n``. The convolutions run without padding: the context is real audio.
+    ``columns``: only those row columns (a shipped encoder leaves out the constant ones)."""
 
-    def __init__(self, backbone: musicnn.Musicnn):
+    def __init__(self, backbone: musicnn.Musicnn, columns: np.ndarray | None = None):
         super().__init__()
         self.backbone = backbone
+        self.columns = None if columns is None else torch.from_numpy(np.asarray(columns, np.int64))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = self.backbone
@@ -65,23 +68,68 @@ class Step(nn.Module):
         h2 = m.bns[1](torch.relu(conv1d(h1, m.convs[1].weight, m.convs[1].bias))) + h1[:, :, 3:-3]
         h3 = m.bns[2](torch.relu(conv1d(h2, m.convs[2].weight, m.convs[2].bias))) + h2[:, :, 3:-3]
         rows = torch.cat([maps[:, :, MID:-MID], h1[:, :, 6:-6], h2[:, :, 3:-3], h3], dim=1)
+        if self.columns is not None:
+            rows = rows.index_select(1, self.columns)
         return front.transpose(1, 2), rows.transpose(1, 2)
 
 
 class StreamModel(nn.Module):
     """A window's feature rows (B, frames, 753) -> genre logits: musicnn's pooling and back end, the head.
 
-    ``backbone``'s front and mid-end are what the bundle's encoder runs (``Step``); ``spec`` says how."""
+    ``backbone``'s front and mid-end are what the bundle's encoder runs (``Step``); ``spec`` says how, and
+    ``columns`` which row columns it passes on (None: all)."""
 
-    def __init__(self, backbone: musicnn.Musicnn, head: nn.Linear, spec: EncoderSpec):
+    def __init__(
+        self, backbone: musicnn.Musicnn, head: nn.Linear, spec: EncoderSpec, columns: np.ndarray | None = None
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.spec = spec
+        self.columns = columns
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         pooled = torch.stack([rows.amax(dim=1), rows.mean(dim=1)], dim=2).flatten(1)
         return self.head(self.backbone.backend(pooled))
+
+    def narrowed(self) -> StreamModel:
+        """The same model on the rows' varying columns only: a pruned filter's map is a constant, so its
+        pooled max and mean are too, and their share of the dense layer folds into its bias. The shipped
+        form: a stream's frame ring holds a third of the values, the window model pools a third."""
+        columns, constants = varying_columns(self.backbone)
+        if self.columns is not None or len(columns) == len(constants):
+            return self  # narrowed already, or nothing to leave out
+        keep = np.stack([2 * columns, 2 * columns + 1], axis=1).ravel()  # pooled: max and mean interleaved
+        fixed = np.setdiff1d(np.arange(2 * len(constants)), keep)
+        b = copy.deepcopy(self.backbone).eval()
+        bn, dense = b.pool_bn, b.dense
+        with torch.no_grad():
+            value = torch.from_numpy(np.repeat(constants, 2)[fixed].astype(np.float32))
+            gain = bn.weight[fixed] / torch.sqrt(bn.running_var[fixed] + bn.eps)
+            scaled = (value - bn.running_mean[fixed]) * gain + bn.bias[fixed]  # the pool batch norm of the constants
+            narrow_bn = nn.BatchNorm1d(len(keep), eps=bn.eps).eval()
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(narrow_bn, name).copy_(getattr(bn, name)[keep])
+            narrow_dense = nn.Linear(len(keep), dense.out_features)
+            narrow_dense.weight.copy_(dense.weight[:, keep])
+            narrow_dense.bias.copy_(dense.bias + dense.weight[:, fixed] @ scaled)
+        b.pool_bn, b.dense = narrow_bn, narrow_dense
+        return StreamModel(b, self.head, replace(self.spec, width=len(columns)), columns).eval()
+
+
+def varying_columns(backbone: musicnn.Musicnn) -> tuple[np.ndarray, np.ndarray]:
+    """The row columns that vary (every front-end map a pruned block kept, every mid-end map), and every
+    column's constant (NaN where it varies)."""
+    columns, constants, start = [], [], 0
+    for block in backbone.frontend:
+        value = np.full(block.channels, np.nan)
+        if isinstance(block, Pruned):
+            value[block.dropped.numpy()] = block.constant.numpy()
+        columns.append(start + np.flatnonzero(np.isnan(value)))
+        constants.append(value)
+        start += block.channels
+    mid = 3 * backbone.midend.convs[0].out_channels
+    return np.concatenate([*columns, start + np.arange(mid)]), np.concatenate([*constants, np.full(mid, np.nan)])
 
 
 def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
@@ -91,10 +139,11 @@ def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
                        level_frames=WINDOW_FRAMES)  # fmt: skip
 
 
-def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES) -> float:
-    """Write the step graph to ``path``; returns the largest |torch - ONNX Runtime| over steps of 1 and ``frames``,
-    relative to the largest value (rows reach tens)."""
-    step = Step(backbone).eval()
+def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES,
+                columns: np.ndarray | None = None) -> float:  # fmt: skip
+    """Write the step graph (passing on ``columns`` of its rows) to ``path``; returns the largest |torch - ONNX
+    Runtime| over steps of 1 and ``frames``, relative to the largest value (rows reach tens)."""
+    step = Step(backbone, columns).eval()
     n_mels, front = musicnn.PARAMS.n_mels, sum(b.channels for b in backbone.frontend)
     context = torch.zeros(1, 2 * MID, front)
     with warnings.catch_warnings():
@@ -200,6 +249,7 @@ class Pruned(musicnn.Timbral):
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(self.bn, name).data.copy_(getattr(block.bn, name).data[keep])
         dropped = np.setdiff1d(np.arange(block.channels), keep)
+        self.register_buffer("dropped", torch.from_numpy(dropped))
         self.register_buffer("constant", torch.from_numpy(constants[dropped].astype(np.float32)))
         # the kept maps then the constant ones, back in the original channel order
         self.register_buffer("order", torch.from_numpy(np.argsort(np.concatenate([keep, dropped]))))
