@@ -243,7 +243,8 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert r.returncode == 0, r.stderr[-2000:]
     meta = load_bundle(tmp_path / "ft").meta
     assert meta.extra["family"] == "finetune-backend-stream-MSD_musicnn"
-    assert meta.extra["training"]["folds_by"] == "artist" and meta.encoder.width == 753
+    assert meta.extra["training"]["folds_by"] == "artist"
+    assert meta.encoder.front_width == 561 and meta.encoder.width < 753  # only the row columns that vary
     assert meta.extra["onnx_parity_max_abs_diff"] <= 1e-4 and meta.extra["encoder_parity_max_rel_diff"] <= 1e-5
     assert meta.extra["encoder_ms_per_hop"] > 0
     card = (tmp_path / "ft" / "MODEL_CARD.md").read_text()
