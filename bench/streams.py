@@ -61,7 +61,8 @@ def memory_run(files: list[Path], minutes: float) -> tuple[float, float]:
     streams = [{"id": f"s{i}", "source": "file", "path": str(files[i % len(files)]), "loop": True, "speed": 20}
                for i in range(16)]  # fmt: skip
     cfg = {"feed": {"endpoint": "tcp://127.0.0.1:5597"}, "control": {"endpoint": "tcp://127.0.0.1:5596"},
-           "metrics": {"port": 0}, "web": {"port": 0}, "provider": "cpu", "streams": streams}  # fmt: skip
+           "metrics": {"port": 0}, "web": {"port": 0}, "provider": "cpu", "model": MODEL,
+           "streams": streams}  # fmt: skip
     (tmp / "config.yaml").write_text(json.dumps(cfg))
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # as systemd/rtgenre.service runs it
     proc = subprocess.Popen([sys.executable, "-m", "rtgenre", "serve", "--config", str(tmp / "config.yaml")], env=env)
