@@ -125,7 +125,7 @@ def test_a_streamed_model_classifies_a_short_clip_through_the_runtime(data):
 
 def test_a_pruned_timbral_block_keeps_its_filters_and_holds_the_rest_constant(wheel):
     from training import musicnn
-    from training.stream import Pruned
+    from training.prune import Pruned
 
     block = musicnn.from_checkpoint(musicnn.read_wheel(wheel)).frontend[0].eval()
     x = torch.rand(2, 1, 40, 96, generator=torch.Generator().manual_seed(0)) * 3
@@ -147,7 +147,8 @@ def test_pruning_keeps_the_rows_of_the_music_it_was_judged_on_and_cuts_the_cost(
     """Most of musicnn's front-end filters never fire (ReLU before batch norm): dropping those whose maps stay
     constant over some music leaves that music's rows as they were, for a fraction of the work."""
     from training import musicnn
-    from training.stream import Encoder, encoder_spec, kept, prune
+    from training.prune import kept, prune
+    from training.stream import Encoder, encoder_spec
 
     port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
     spec = encoder_spec(port, streamed.meta.encoder.reference_power)
@@ -164,7 +165,8 @@ def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabi
     from torch import nn
 
     from training import musicnn
-    from training.stream import Encoder, Step, StreamModel, encoder_spec, prune
+    from training.prune import prune
+    from training.stream import Encoder, Step, StreamModel, encoder_spec
 
     port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
     spec = encoder_spec(port, streamed.meta.encoder.reference_power)

@@ -20,7 +20,7 @@ import yaml
 
 from rtgenre.frontend import MelFrontend, MelParams
 
-from . import distill, ensemble, finetune, fusion_mel, fusion_report, stream, transfer
+from . import distill, ensemble, finetune, fusion_mel, fusion_report, prune, stream, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
 from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
@@ -433,8 +433,8 @@ class MusicnnRun:
         if streamed:  # the encoder without the front-end filters that never vary on these tracks: the same rows
             spec = stream.encoder_spec(model.backbone, float(model.norm.reference))
             ranges = stream.track_features(model.backbone, spec, tracks, mels, cache / "musicnn-stream", log, "range")
-            model.backbone = stream.prune(model.backbone, ranges)
-            log(f"streaming encoder: front-end filters kept per block {stream.kept(model.backbone)}")
+            model.backbone = prune.prune(model.backbone, ranges)
+            log(f"streaming encoder: front-end filters kept per block {prune.kept(model.backbone)}")
             feats = stream.track_features(model.backbone, spec, tracks, mels, cache / "musicnn-stream", log)
         else:
             feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
@@ -561,7 +561,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
             model = partial(finetune.installed, run.model, tail)
         return transfer.Fitted(lambda i: finetune.probs(tail, run.feats[i]), lambda: model().eval())
 
-    kept = stream.kept(run.model.backbone) if streamed else None
+    kept = prune.kept(run.model.backbone) if streamed else None
     describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept}
     family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(

@@ -5,8 +5,9 @@ and mid-end are convolutions over time, so recomputing them for every window doe
 Here they run as a step over new frames: ``Step`` takes the new (level-normalised, log-compressed)
 frames with the context its convolutions need and the front-end maps of the frames before them, and
 returns the new frames' front-end maps (kept for the next step) and their feature rows (front and
-mid-end maps, 753 a frame). ``StreamModel`` is the rest of musicnn plus the genre head: max and mean of
-a window's rows -> back end -> probabilities. ``rtgenre.encoder`` drives the step at run time and
+mid-end maps, 753 a frame; the shipped encoder passes on only those that vary once ``prune.py`` has left
+out the filters that never fire). ``StreamModel`` is the rest of musicnn plus the genre head: max and
+mean of a window's rows -> back end -> probabilities. ``rtgenre.encoder`` drives the step at run time and
 in training alike, so the features a model learns from are the ones it is served.
 """
 
@@ -29,6 +30,7 @@ from rtgenre.encoder import EncoderSpec, StreamEncoder
 
 from . import musicnn, transfer
 from .data import Track
+from .prune import varying_columns
 
 # mel frames of context a new frame's front-end maps need (the 128-frame temporal filter, TF "same")
 LEFT, RIGHT = 63, 64
@@ -115,21 +117,6 @@ class StreamModel(nn.Module):
             narrow_dense.bias.copy_(dense.bias + dense.weight[:, fixed] @ scaled)
         b.pool_bn, b.dense = narrow_bn, narrow_dense
         return StreamModel(b, self.head, replace(self.spec, width=len(columns)), columns).eval()
-
-
-def varying_columns(backbone: musicnn.Musicnn) -> tuple[np.ndarray, np.ndarray]:
-    """The row columns that vary (every front-end map a pruned block kept, every mid-end map), and every
-    column's constant (NaN where it varies)."""
-    columns, constants, start = [], [], 0
-    for block in backbone.frontend:
-        value = np.full(block.channels, np.nan)
-        if isinstance(block, Pruned):
-            value[block.dropped.numpy()] = block.constant.numpy()
-        columns.append(start + np.flatnonzero(np.isnan(value)))
-        constants.append(value)
-        start += block.channels
-    mid = 3 * backbone.midend.convs[0].out_channels
-    return np.concatenate([*columns, start + np.arange(mid)]), np.concatenate([*constants, np.full(mid, np.nan)])
 
 
 def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
@@ -232,55 +219,3 @@ def predict(model: StreamModel, mels: list[np.ndarray]) -> list[np.ndarray]:
         x = torch.from_numpy(transfer.patches(encoder.rows(mel), WINDOW_FRAMES, EVAL_HOP_FRAMES))
         out.append(torch.cat([torch.softmax(model(x[j : j + 64]), dim=1) for j in range(0, len(x), 64)]).numpy())
     return out
-
-
-class Pruned(musicnn.Timbral):
-    """A front-end block keeping only some of its filters; the others' maps are a constant.
-
-    musicnn applies ReLU before batch norm and max-pools over frequency, and most of its front-end
-    filters never fire on music: their ReLU output is zero everywhere, so their maps are one
-    constant (the batch norm's offset). Computing them is most of the encoder's work for nothing."""
-
-    def __init__(self, block: musicnn.Timbral, keep: np.ndarray, constants: np.ndarray):
-        time, bands = block.conv.kernel_size
-        super().__init__(len(keep), bands, block.pad, time)
-        self.conv.weight.data.copy_(block.conv.weight.data[keep])
-        self.conv.bias.data.copy_(block.conv.bias.data[keep])
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(self.bn, name).data.copy_(getattr(block.bn, name).data[keep])
-        dropped = np.setdiff1d(np.arange(block.channels), keep)
-        self.register_buffer("dropped", torch.from_numpy(dropped))
-        self.register_buffer("constant", torch.from_numpy(constants[dropped].astype(np.float32)))
-        # the kept maps then the constant ones, back in the original channel order
-        self.register_buffer("order", torch.from_numpy(np.argsort(np.concatenate([keep, dropped]))))
-
-    @property
-    def channels(self) -> int:
-        return len(self.order)
-
-    def maps(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T'), C as before pruning
-        kept = super().maps(x)
-        constant = torch.zeros_like(kept[:, :1]) + self.constant[None, :, None]  # no shape arithmetic: exports
-        return torch.cat([kept, constant], dim=1).index_select(1, self.order)
-
-
-def prune(backbone: musicnn.Musicnn, ranges: list[np.ndarray], tolerance: float = 1e-4) -> musicnn.Musicnn:
-    """A copy of ``backbone`` without the front-end filters whose maps stay constant (within ``tolerance``) over
-    real music, given each track's row ``ranges`` (``track_features`` "range"): on that music the copy computes
-    the same rows, at a fraction of the cost."""
-    lo = np.min([r[0] for r in ranges], axis=0)
-    spread = np.max([r[1] for r in ranges], axis=0) - lo
-    pruned = copy.deepcopy(backbone)
-    start = 0
-    for i, block in enumerate(backbone.frontend):
-        n = block.channels
-        live = np.flatnonzero(spread[start : start + n] > tolerance)
-        pruned.frontend[i] = Pruned(block, live if len(live) else np.argmax(spread[start : start + n])[None],
-                                    lo[start : start + n])  # fmt: skip
-        start += n
-    return pruned.eval()
-
-
-def kept(backbone: musicnn.Musicnn) -> str:
-    """What pruning kept, for cards and logs: "61/204, 60/204, …" filters per front-end block."""
-    return ", ".join(f"{len(b.conv.weight)}/{b.channels}" for b in backbone.frontend)
