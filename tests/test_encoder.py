@@ -166,7 +166,7 @@ def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabi
 
     from training import musicnn
     from training.prune import prune
-    from training.stream import Encoder, Step, StreamModel, encoder_spec
+    from training.stream import Encoder, Step, StreamModel, encoder_spec, predict
 
     port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
     spec = encoder_spec(port, streamed.meta.encoder.reference_power)
@@ -182,3 +182,4 @@ def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabi
         step = torch.rand(1, 31 + 127, 96, generator=torch.Generator().manual_seed(0))
         full_rows, narrow_rows = Step(pruned)(step, context)[1], Step(pruned, narrow.columns)(step, context)[1]
     np.testing.assert_array_equal(narrow_rows, full_rows[:, :, narrow.columns])
+    np.testing.assert_allclose(predict(narrow, [mel[:400]])[0], predict(model, [mel[:400]])[0], atol=1e-5)

@@ -120,6 +120,7 @@ class StreamModel(nn.Module):
 
 
 def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
+    """The encoder of ``backbone`` with every row column, its frames put at ``reference`` mean power."""
     front = sum(b.channels for b in backbone.frontend)
     return EncoderSpec(left=LEFT, right=RIGHT, mid=MID, front_width=front,
                        width=front + 3 * backbone.midend.convs[0].out_channels, reference_power=reference,
@@ -177,10 +178,10 @@ def _session(path: Path) -> ort.InferenceSession:
 class Encoder:
     """A backbone's streaming encoder, exported once and run through the runtime's own ``StreamEncoder``."""
 
-    def __init__(self, backbone: musicnn.Musicnn, spec: EncoderSpec):
+    def __init__(self, backbone: musicnn.Musicnn, spec: EncoderSpec, columns: np.ndarray | None = None):
         self.spec = spec
         with tempfile.TemporaryDirectory() as d:
-            export_step(backbone, Path(d) / "encoder.onnx")
+            export_step(backbone, Path(d) / "encoder.onnx", columns=columns)
             self._session = _session(Path(d) / "encoder.onnx")
 
     def rows(self, mel: np.ndarray) -> np.ndarray:
@@ -213,7 +214,7 @@ def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Tr
 def predict(model: StreamModel, mels: list[np.ndarray]) -> list[np.ndarray]:
     """Window probabilities (1.5 s hop) of every track: streamed rows, then the window model."""
     model.eval()
-    encoder = Encoder(model.backbone, model.spec)
+    encoder = Encoder(model.backbone, model.spec, model.columns)
     out = []
     for mel in mels:
         x = torch.from_numpy(transfer.patches(encoder.rows(mel), WINDOW_FRAMES, EVAL_HOP_FRAMES))
