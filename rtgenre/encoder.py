@@ -14,11 +14,8 @@ mel frames by ``right + mid`` frames; the stream's start and end are padded with
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
-
-from .errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,8 @@ class StreamEncoder:
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows of the last frames, with silence after the stream: call once at its end."""
         missing = self.frames_in - self.rows_out
-        rows, level = self._step(np.zeros((self.spec.lag, self._x.shape[1]), np.float32), np.zeros(self.spec.lag))
+        lag = self.spec.lag
+        rows, level = self._step(np.zeros((lag, self._x.shape[1]), np.float32), np.zeros(lag, np.float32))
         return rows[:missing], level[:missing]
 
     def whole(self, db: np.ndarray) -> np.ndarray:
@@ -114,35 +112,3 @@ class StreamEncoder:
         out_level, self._levels = self._levels[: len(rows)], self._levels[len(rows) :]
         self.rows_out += len(rows)
         return rows, out_level
-
-
-_SESSIONS: dict[tuple[str, str], object] = {}  # (sha256, device) -> session
-
-
-def encoder_session(path: Path, sha256: str, spec: EncoderSpec, n_mels: int, provider: str = ""):
-    """One ONNX Runtime session per encoder graph (by content: a bundle replaced in place and reloaded gets its
-    new graph) and provider, shared by every stream (``run`` is thread-safe); a graph that does not take and
-    give what ``spec`` says is a one-line ``ModelError``."""
-    import onnxruntime as ort
-
-    cuda = provider == "CUDAExecutionProvider"
-    key = (sha256, "cuda" if cuda else "cpu")
-    if key not in _SESSIONS:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
-        where = f"model bundle {path.parent}: {path.name}"
-        try:
-            session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as e:  # ORT raises its own exception types for unreadable graphs
-            raise ModelError(f"{where} cannot be loaded ({str(e).splitlines()[0]})") from None
-        inputs = {i.name: i.shape for i in session.get_inputs()}
-        expected = {"x": [1, "frames", n_mels], "context": [1, 2 * spec.mid, spec.front_width]}
-        if set(inputs) != set(expected) or any(inputs[k][2] != v[2] for k, v in expected.items()):
-            raise ModelError(f"{where}: inputs {inputs} are not x (1, frames, {n_mels}) and context "
-                             f"(1, {2 * spec.mid}, {spec.front_width}) as meta.json's encoder says")  # fmt: skip
-        if [o.shape[2] for o in session.get_outputs()] != [spec.front_width, spec.width]:
-            raise ModelError(f"{where}: outputs are not front maps and rows of {spec.front_width} and {spec.width}")
-        _SESSIONS[key] = session
-    return _SESSIONS[key]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import EncoderSpec, StreamEncoder, encoder_session
+from .encoder import EncoderSpec, StreamEncoder
 from .errors import ModelError
 from .frontend import MelFrontend, MelParams
 
@@ -111,12 +111,9 @@ class Bundle:
 
     def stream_encoder(self, provider: str = "") -> StreamEncoder | None:
         """A new stream's encoder state (None: the model takes mel frames), sharing one session per provider."""
-        spec = self.meta.encoder
-        if spec is None:
+        if self.meta.encoder is None:
             return None
-        n_mels = self.meta.frontend.n_mels
-        session = encoder_session(self.path / "encoder.onnx", self.meta.files["encoder.onnx"], spec, n_mels, provider)
-        return StreamEncoder(spec, session, n_mels)
+        return StreamEncoder(self.meta.encoder, encoder_session(self, provider), self.meta.frontend.n_mels)
 
 
 def read_meta(root: Path, what: str) -> dict:
@@ -203,6 +200,55 @@ def check_hop(seconds: float, window_s: float) -> float:
     return seconds
 
 
+def open_session(path: Path, opts, providers: list[str]):
+    """An ONNX Runtime session; a graph it cannot load is a one-line ``ModelError``.
+
+    A CUDA provider that cannot load logs a page of errors before the silent CPU fallback: ORT stays
+    quiet meanwhile, and the callers report the provider it ended with."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as e:  # ORT raises its own exception types for unreadable graphs
+        raise ModelError(
+            f"model bundle {path.parent}: {path.name} cannot be loaded ({str(e).splitlines()[0]})"
+        ) from None
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+_ENCODER_SESSIONS: dict[tuple[str, str], object] = {}  # (sha256 of encoder.onnx, device) -> session
+
+
+def encoder_session(bundle: Bundle, provider: str = ""):
+    """One session per encoder graph (by content: a bundle replaced in place and reloaded gets its new graph)
+    and provider, shared by every stream (``run`` is thread-safe); a graph that does not take and give what
+    ``meta.json``'s ``encoder`` says is a one-line ``ModelError``."""
+    import onnxruntime as ort
+
+    spec, n_mels, path = bundle.meta.encoder, bundle.meta.frontend.n_mels, bundle.path / "encoder.onnx"
+    cuda = provider == "CUDAExecutionProvider"
+    key = (bundle.meta.files["encoder.onnx"], "cuda" if cuda else "cpu")
+    if key not in _ENCODER_SESSIONS:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        session = open_session(path, opts, (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"])
+        where = f"model bundle {bundle.path}: encoder.onnx"
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        expected = {"x": [1, "frames", n_mels], "context": [1, 2 * spec.mid, spec.front_width]}
+        if set(inputs) != set(expected) or any(
+            len(inputs[k]) != 3 or inputs[k][2] != v[2] for k, v in expected.items()
+        ):
+            raise ModelError(f"{where}: inputs {inputs} are not x (1, frames, {n_mels}) and context "
+                             f"(1, {2 * spec.mid}, {spec.front_width}) as meta.json's encoder says")  # fmt: skip
+        if [o.shape[2] if len(o.shape) == 3 else None for o in session.get_outputs()] != [spec.front_width, spec.width]:
+            raise ModelError(f"{where}: outputs are not front maps and rows of {spec.front_width} and {spec.width}")
+        _ENCODER_SESSIONS[key] = session
+    return _ENCODER_SESSIONS[key]
+
+
 class Classifier:
     """An ONNX Runtime session over (batch, frames, n_mels) log-mel windows -> probabilities.
 
@@ -223,17 +269,7 @@ class Classifier:
         opts.inter_op_num_threads = 1
         wants_cuda = device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers()
         providers = (["CUDAExecutionProvider"] if wants_cuda else []) + ["CPUExecutionProvider"]
-        # a CUDA provider that cannot load logs a page of errors before the silent CPU fallback;
-        # keep ORT quiet and report the outcome ourselves in one line
-        ort.set_default_logger_severity(4)
-        try:
-            self._session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=providers)
-        except Exception as e:  # ORT raises its own exception types for unreadable graphs
-            raise ModelError(
-                f"model bundle {bundle.path}: model.onnx cannot be loaded ({str(e).splitlines()[0]})"
-            ) from None
-        finally:
-            ort.set_default_logger_severity(2)
+        self._session = open_session(bundle.onnx_path, opts, providers)
         self.provider = self._session.get_providers()[0]
         if device == "cuda" and self.provider != "CUDAExecutionProvider":
             raise ModelError(
@@ -257,7 +293,8 @@ class Classifier:
         if len(out) != 2 or out[1] != len(self.labels):
             raise ModelError(f"{where}: output shape {out} does not match {len(self.labels)} labels")
         self._input = inputs[0].name
-        self.bundle.stream_encoder(self.provider)  # an encoder that cannot serve fails here, before any stream
+        if self.bundle.meta.encoder:
+            encoder_session(self.bundle, self.provider)  # an encoder that cannot serve fails here, before any stream
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of windows, shape (batch, n_labels).
