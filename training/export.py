@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from rtgenre.frontend import MelParams
 from rtgenre.model import ModelMeta, sha256_of
 
 from .stream import StreamModel, export_step, step_ms
+from .timing import cpu_session, ms_per_run
 
 PARITY_ATOL = 1e-4
 
@@ -61,18 +61,9 @@ def export_onnx(model: nn.Module, path: Path, n_frames: int, n_mels: int) -> flo
 
 
 def onnx_ms_per_window(path: Path, frames: int, n_mels: int, seconds: float = 2.0) -> float:
-    """Milliseconds per window in ONNX Runtime on one thread, batches of 32 (the runtime's path), timed over
-    at least ``seconds`` and three batches: a fixed count took 10 s for musicnn and 30 ms for a small CNN."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """Milliseconds per window in ONNX Runtime on one thread, batches of 32 (the runtime's path)."""
     feed = {"mel": np.random.default_rng(0).normal(-30, 20, (32, frames, n_mels)).astype(np.float32)}
-    session.run(None, feed)
-    batches, t0 = 0, time.perf_counter()
-    while batches < 3 or time.perf_counter() - t0 < seconds:
-        session.run(None, feed)
-        batches += 1
-    return (time.perf_counter() - t0) / (32 * batches) * 1e3
+    return ms_per_run(cpu_session(path), feed, seconds) / 32
 
 
 def write_bundle(

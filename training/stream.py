@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from rtgenre.encoder import EncoderSpec, StreamEncoder
 from . import musicnn, transfer
 from .data import Track
 from .prune import varying_columns
+from .timing import cpu_session, ms_per_run
 
 # mel frames of context a new frame's front-end maps need (the 128-frame temporal filter, TF "same")
 LEFT, RIGHT = 63, 64
@@ -158,21 +158,10 @@ def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES,
 
 def step_ms(path: Path, frames: int = HOP_FRAMES, seconds: float = 2.0) -> float:
     """Milliseconds of one encoder step over ``frames`` new frames, ONNX Runtime on one thread."""
-    session = _session(path)
+    session = cpu_session(path)
     feed = {"x": np.zeros((1, frames + LEFT + RIGHT, musicnn.PARAMS.n_mels), np.float32),
             "context": np.zeros([1, 2 * MID, session.get_inputs()[1].shape[2]], np.float32)}  # fmt: skip
-    session.run(None, feed)
-    steps, t0 = 0, time.perf_counter()
-    while steps < 3 or time.perf_counter() - t0 < seconds:
-        session.run(None, feed)
-        steps += 1
-    return (time.perf_counter() - t0) / steps * 1e3
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ms_per_run(session, feed, seconds)
 
 
 class Encoder:
@@ -182,7 +171,7 @@ class Encoder:
         self.spec = spec
         with tempfile.TemporaryDirectory() as d:
             export_step(backbone, Path(d) / "encoder.onnx", columns=columns)
-            self._session = _session(Path(d) / "encoder.onnx")
+            self._session = cpu_session(Path(d) / "encoder.onnx")
 
     def rows(self, mel: np.ndarray) -> np.ndarray:
         """A whole track's feature rows, as a stream of it gets them."""
