@@ -34,7 +34,7 @@ from streaming import HOP_S, step_times, sustained  # noqa: E402
 from rtgenre.audio import FileSource  # noqa: E402
 from rtgenre.errors import ModelError  # noqa: E402
 from rtgenre.feed import Publisher  # noqa: E402
-from rtgenre.model import Classifier, available_models, load_bundle  # noqa: E402
+from rtgenre.model import Classifier, load_bundle, shipped_models  # noqa: E402
 
 BATCHES = (1, 4, 16, 64, 256, 1024)
 PARITY_ATOL = 1e-4
@@ -79,7 +79,7 @@ def real_windows(bundle, data: Path, n: int) -> np.ndarray:
 
 def parity(device: str, data: Path) -> list[tuple]:
     rows = []
-    for name in available_models():
+    for name in shipped_models():
         bundle = load_bundle(name)
         x = real_windows(bundle, data, 64)
         gpu = Classifier(bundle, device)

@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rtgenre.audio import FileSource  # noqa: E402
-from rtgenre.model import DEFAULT_MODEL, Classifier, available_models, load_bundle  # noqa: E402
+from rtgenre.model import DEFAULT_MODEL, Classifier, load_bundle, shipped_models  # noqa: E402
 
 HOP_S = 0.5
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     audio = args.data / "gtzan" / "rock" / "rock.00000.ogg"
     rows = {}
-    for name in available_models():
+    for name in shipped_models():
         bundle = load_bundle(name)
         (fe, enc), nn = frontend_ms_per_hop(bundle, audio), model_ms_per_window(bundle, args.repeats)
         rows[name] = (fe, enc, nn, fe + enc + nn, sum(f.stat().st_size for f in bundle.path.iterdir()) / 1e6)

@@ -22,7 +22,7 @@ from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
 from .messages import TOO_SHORT, Eos, parse, schema_text
 from .messages import Window as WindowMessage
-from .model import DEFAULT_MODEL, Bundle, Classifier, ModelError, available_models, check_hop, load_bundle
+from .model import DEFAULT_MODEL, Bundle, Classifier, ModelError, check_hop, is_shipped, load_bundle, named_models
 from .osc import OscOutput
 from .pipeline import StreamPipeline, StreamSettings, run_source
 from .view import LiveView
@@ -407,34 +407,44 @@ def schema_cmd():
     click.echo(schema_text(), nl=False)
 
 
-@main.command(name="models", short_help="List the shipped models: accuracy, cost, size.")
+@main.command(name="models", short_help="List the shipped models and your own: accuracy, cost, size.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 def models_cmd(as_json):
-    """The shipped models: name, honest accuracy, cost per window and size."""
-    rows = [model_summary(load_bundle(name)) for name in available_models()]
+    """The models `--model NAME` takes: the shipped ones and your own (in $RTGENRE_MODELS, default
+    ~/.local/share/rtgenre/models): name, honest accuracy, cost per window and size."""
+    rows = []
+    for path in named_models().values():
+        try:
+            rows.append(model_summary(load_bundle(path)))
+        except ModelError as e:  # one broken bundle of the user's does not hide the others
+            click.echo(f"rtgenre: {e}", err=True)
     if as_json:
         for row in rows:
             print_json(row)
         return
-    click.echo(f"{'name':<18} {'CV track acc':<22} {'valid':<6} {'ms/window':<10} {'× real time':<12} size")
+    click.echo(f"{'name':<18} {'labels':<7} {'CV track acc':<22} {'valid':<6} {'ms/window':<10} {'× real time':<12} "
+               "size")  # fmt: skip
     for r in rows:
         cv = f"{r['cv_track_acc']:.3f} ({r['cv_folds']})" if r["cv_track_acc"] is not None else "–"
         valid = f"{r['valid_track_acc']:.3f}" if r["valid_track_acc"] is not None else "–"
         ms = f"{r['ms_per_window']:.2f}" if r["ms_per_window"] else "–"
         rt = f"{500 / r['ms_per_window']:.0f}×" if r["ms_per_window"] else "–"
-        star = " (default)" if r["default"] else ""
-        click.echo(f"{r['name']:<18} {cv:<22} {valid:<6} {ms:<10} {rt:<12} {r['size_mb']:.1f} MB{star}")
+        star = " (default)" if r["default"] else "" if r["shipped"] else f" (yours: {r['path']})"
+        click.echo(f"{r['name']:<18} {r['labels']:<7} {cv:<22} {valid:<6} {ms:<10} {rt:<12} {r['size_mb']:.1f} MB"
+                   f"{star}")  # fmt: skip
 
 
 def model_summary(bundle: Bundle) -> dict:
     """What `rtgenre models` says of a bundle, from its own meta.json (figures measured when it was made)."""
     extra = bundle.meta.extra
     validation = extra.get("validation", {})
-    folds = extra.get("training", {}).get("folds_by", "track")
+    folds = extra.get("training", {}).get("folds_by") or "track"
     size = sum(f.stat().st_size for f in bundle.path.iterdir() if f.is_file())
     return {
         "name": bundle.meta.name if bundle.path.name == bundle.meta.name else bundle.path.name,
         "default": bundle.path.resolve() == DEFAULT_MODEL.resolve(),
+        "shipped": is_shipped(bundle.path),
+        "labels": len(bundle.meta.labels),
         "cv_track_acc": validation.get("cv", {}).get("track_acc"),
         "cv_folds": f"{folds} folds",
         "valid_track_acc": validation.get("valid", {}).get("track_acc"),

@@ -146,24 +146,50 @@ def check_files(root: Path, what: str, files, names: tuple[str, ...]) -> None:
             raise ModelError(f"{what} {root}: {name} sha256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)")
 
 
+def user_models_dir() -> Path:
+    """Where a user's own bundles live (``rtgenre-train fit --install NAME``): ``$RTGENRE_MODELS``, else
+    ``~/.local/share/rtgenre/models``."""
+    return Path(os.environ.get("RTGENRE_MODELS") or Path.home() / ".local" / "share" / "rtgenre" / "models")
+
+
+def _bundles_in(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    return {d.name: d for d in sorted(folder.iterdir()) if (d / "model.onnx").is_file() and (d / "meta.json").is_file()}
+
+
+def named_models() -> dict[str, Path]:
+    """Every bundle ``--model NAME`` finds: the shipped ones, then the user's (a shipped name wins)."""
+    return {**_bundles_in(user_models_dir()), **_bundles_in(MODELS_DIR)}
+
+
 def available_models() -> list[str]:
-    """The names of the shipped model bundles (``--model NAME`` and ``model: NAME`` take them)."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(d.name for d in MODELS_DIR.iterdir() if (d / "model.onnx").is_file() and (d / "meta.json").is_file())
+    """The names ``--model NAME`` and ``model: NAME`` take: shipped bundles and the user's own."""
+    return sorted(named_models())
+
+
+def shipped_models() -> list[str]:
+    return sorted(_bundles_in(MODELS_DIR))
+
+
+def is_shipped(path: Path) -> bool:
+    return path.resolve().parent == MODELS_DIR.resolve()
 
 
 def resolve_model(spec: str | os.PathLike | None) -> Path:
-    """A bundle directory from a shipped model's name or a directory (None: the default model)."""
+    """A bundle directory from a model's name or a directory (None: the default model)."""
     if spec is None:
         return DEFAULT_MODEL
     path = Path(spec)
     if path.is_dir():
         return path
-    if str(spec) in available_models():
-        return MODELS_DIR / str(spec)
-    known = ", ".join(available_models()) or "none"
-    raise ModelError(f"model {str(spec)!r}: no such directory nor shipped model (shipped: {known})")
+    named = named_models()
+    if str(spec) in named:
+        return named[str(spec)]
+    shipped = ", ".join(shipped_models()) or "none"
+    yours = ", ".join(sorted(_bundles_in(user_models_dir()))) or "none"
+    raise ModelError(f"model {str(spec)!r}: no such directory nor named model (shipped: {shipped}; "
+                     f"in {user_models_dir()}: {yours})")  # fmt: skip
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:

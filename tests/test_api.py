@@ -19,7 +19,7 @@ def model():
 def test_models_by_name():
     assert {"crnn2d-gtzan", "musicnn-gtzan"} <= set(lib.available_models())
     assert lib.load_model("crnn2d-gtzan").name == "crnn2d-gtzan"
-    with pytest.raises(ModelError, match="no such directory nor shipped model"):
+    with pytest.raises(ModelError, match="no such directory nor named model"):
         lib.load_model("no-such-model")
 
 

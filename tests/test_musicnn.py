@@ -72,7 +72,7 @@ def test_a_finetuned_tail_is_what_the_exported_graph_computes(port, part):
     with torch.no_grad():
         feats = (model.front(x).half() if part == "midend" else model.embed(x)).numpy()
     cfg = finetune.FinetuneConfig(part=part, epochs=2, patches_per_epoch=64, batch=32)
-    tail = finetune.fit(model, [feats], [5], cfg)
+    tail = finetune.fit(model.backbone, [feats], [5], cfg)
     assert not torch.equal(tail.backbone.dense.weight, port.dense.weight)  # the pretrained layers moved
     with torch.no_grad():
         graph = torch.softmax(finetune.installed(model, tail)(x), 1).numpy()

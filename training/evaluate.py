@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,10 @@ class Scores:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def score(window_probs: list[np.ndarray], labels: list[int], slice_acc: dict[str, float] | None = None) -> Scores:
-    """Scores from each track's window probabilities; the track verdict is the mean window."""
+def score(window_probs: list[np.ndarray], labels: list[int], slice_acc: dict[str, float] | None = None,
+          names: Sequence[str] = GENRES) -> Scores:  # fmt: skip
+    """Scores from each track's window probabilities (``labels`` index ``names``); the track verdict is the mean
+    window."""
     y = np.array(labels)
     win_correct = np.concatenate([p.argmax(1) == t for p, t in zip(window_probs, labels, strict=True)])
     pred = np.array([p.mean(0).argmax() for p in window_probs])
@@ -38,9 +41,9 @@ def score(window_probs: list[np.ndarray], labels: list[int], slice_acc: dict[str
         window_acc=round(float(win_correct.mean()), 4),
         track_acc=round(float((pred == y).mean()), 4),
         macro_f1=round(float(f1.mean()), 4),
-        per_genre_f1={GENRES[g]: round(float(v), 4) for g, v in zip(present, f1, strict=True)},
-        per_genre_n={GENRES[g]: int((y == g).sum()) for g in present},
-        confusion=confusion_matrix(y, pred, labels=range(len(GENRES))).tolist(),
+        per_genre_f1={names[g]: round(float(v), 4) for g, v in zip(present, f1, strict=True)},
+        per_genre_n={names[g]: int((y == g).sum()) for g in present},
+        confusion=confusion_matrix(y, pred, labels=range(len(names))).tolist(),
         slice_acc=slice_acc or {},
     )
 
@@ -75,21 +78,22 @@ def summary_table(columns: dict[str, Scores]) -> str:
     return "\n".join(lines)
 
 
-def plot_confusion(confusion: list[list[int]], path: Path, title: str) -> None:
+def plot_confusion(confusion: list[list[int]], path: Path, title: str, names: Sequence[str] = GENRES) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cm = np.array(confusion)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    size = max(5.5, 0.45 * len(names))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
     ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     for i in range(len(cm)):
         for j in range(len(cm)):
             if cm[i, j]:
                 ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
-    ax.set_yticks(range(len(GENRES)), GENRES)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import musicnn
 from .data import GENRES
 from .transfer import TransferModel
 
@@ -38,11 +39,11 @@ class FinetuneConfig:
 class Tail(nn.Module):
     """The trained part of a musicnn copy, from its cached input to genre logits."""
 
-    def __init__(self, model: TransferModel, part: str):
+    def __init__(self, backbone: musicnn.Musicnn, part: str, n_classes: int = len(GENRES)):
         super().__init__()
-        self.backbone = copy.deepcopy(model.backbone)
+        self.backbone = copy.deepcopy(backbone)
         self.part = part
-        self.head = nn.Linear(self.backbone.embedding_size, len(GENRES))
+        self.head = nn.Linear(self.backbone.embedding_size, n_classes)
 
     def pretrained(self) -> list[nn.Parameter]:
         b = self.backbone
@@ -64,16 +65,18 @@ class Tail(nn.Module):
 
 def patch_weights(feats: list[np.ndarray], labels: list[int]) -> np.ndarray:
     """Sampling weights: every track the same whatever its patch count, every genre the same whatever its tracks."""
-    per_genre = np.bincount(labels, minlength=len(GENRES)).astype(float)
+    per_genre = np.bincount(labels).astype(float)
     w = np.concatenate([np.full(len(f), 1.0 / (len(f) * per_genre[y])) for f, y in zip(feats, labels, strict=True)])
     return w / w.sum()
 
 
-def fit(model: TransferModel, feats: list[np.ndarray], labels: list[int], cfg: FinetuneConfig) -> Tail:
-    """Train a tail on the patches of the given tracks (a fixed budget, no early stopping: no peeking)."""
+def fit(backbone: musicnn.Musicnn, feats: list[np.ndarray], labels: list[int], cfg: FinetuneConfig,
+        n_classes: int = len(GENRES)) -> Tail:  # fmt: skip
+    """Train a tail of ``backbone`` on the patches of the given tracks (a fixed budget, no early stopping: no
+    peeking); ``labels`` index ``n_classes`` classes."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tail = Tail(model, cfg.part)
+    tail = Tail(backbone, cfg.part, n_classes)
     for p in tail.backbone.parameters():
         p.requires_grad_(False)
     pretrained = tail.pretrained()
