@@ -101,24 +101,23 @@ class ClocklessSource:
 
 
 class FileSource(ClocklessSource):
-    """An audio file as an iterator of mono float32 blocks at ``sample_rate``."""
+    """An audio file as an iterator of mono float32 blocks at ``sample_rate``.
+
+    The header is read and checked here, so a bad file fails before any work; the file is open only while
+    it is iterated, so a source that is never read holds no file."""
 
     end_reason = "end of file"
 
     def __init__(self, path: str, sample_rate: int, block_seconds: float = 1.0):
         self.path = path
         self.sample_rate = sample_rate
-        self._file = _open(path)
-        self.info = SourceInfo(
-            name=path,
-            sample_rate=self._file.samplerate,
-            channels=self._file.channels,
-            duration_s=self._file.frames / self._file.samplerate,
-        )
-        if self._file.frames == 0:
-            self._file.close()
-            raise AudioError(f"{path}: contains no audio samples")
-        self._block = max(1, int(block_seconds * self._file.samplerate))
+        with _open(path) as f:
+            self.info = SourceInfo(name=path, sample_rate=f.samplerate, channels=f.channels,
+                                   duration_s=f.frames / f.samplerate)  # fmt: skip
+            self._mp3 = f.format == "MP3"
+            if f.frames == 0:
+                raise AudioError(f"{path}: contains no audio samples")
+        self._block = max(1, int(block_seconds * self.info.sample_rate))
         self.truncated: str | None = None  # why the file ended early, once it has been read to its end
         self._scratch = None  # an MP3's: where libmpg123's stderr notes go while a block decodes
 
@@ -126,35 +125,35 @@ class FileSource(ClocklessSource):
         return {"truncated": True, "truncated_reason": self.truncated} if self.truncated else {}
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        resample = Resampler(self._file.samplerate, self.sample_rate)
+        resample = Resampler(self.info.sample_rate, self.sample_rate)
         read = 0
-        if self._file.format == "MP3":
+        if self._mp3:
             self._scratch = tempfile.TemporaryFile()  # one per file: a block of 0.02 s is decoded 50 times a second
         try:
-            while not self._stopped:
-                try:
-                    with self._decoding():
-                        raw = self._file.read(self._block, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as e:
-                    raise AudioError(
-                        f"{self.path}: decoding failed after {read / self.info.sample_rate:.1f} s: {e}"
-                    ) from None
-                if len(raw) and not np.isfinite(raw).all():
-                    bad = read + int(np.argmax(~np.isfinite(raw).all(axis=1)))
-                    raise AudioError(f"{self.path}: NaN or infinite sample at {bad / self.info.sample_rate:.2f} s")
-                read += len(raw)
-                last = len(raw) < self._block
-                if last:
-                    self.truncated = _ended_early(self.path, read, self._file.frames)
-                    if self.truncated:
-                        log.warning("%s: truncated (%s); classified from what remains", self.path, self.truncated)
-                out = resample(to_mono(raw), last=last)
-                if len(out):
-                    yield out
-                if last:
-                    return
+            with _open(self.path) as f:
+                while not self._stopped:
+                    try:
+                        with self._decoding():
+                            raw = f.read(self._block, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError) as e:
+                        raise AudioError(
+                            f"{self.path}: decoding failed after {read / self.info.sample_rate:.1f} s: {e}"
+                        ) from None
+                    if len(raw) and not np.isfinite(raw).all():
+                        bad = read + int(np.argmax(~np.isfinite(raw).all(axis=1)))
+                        raise AudioError(f"{self.path}: NaN or infinite sample at {bad / self.info.sample_rate:.2f} s")
+                    read += len(raw)
+                    last = len(raw) < self._block
+                    if last:
+                        self.truncated = _ended_early(self.path, read, f.frames)
+                        if self.truncated:
+                            log.warning("%s: truncated (%s); classified from what remains", self.path, self.truncated)
+                    out = resample(to_mono(raw), last=last)
+                    if len(out):
+                        yield out
+                    if last:
+                        return
         finally:
-            self._file.close()
             if self._scratch is not None:
                 self._scratch.close()
 

@@ -10,14 +10,17 @@ from dataclasses import dataclass
 
 @dataclass
 class Backoff:
-    """Delays after the 1st, 2nd, ... failure in a row; the last one repeats."""
+    """Delays after the 1st, 2nd, ... failure in a row; the last one repeats. ``total`` counts every failure
+    (what status reports), ``failures`` only those since the last success (what sets the delay)."""
 
     schedule: tuple[float, ...]
     failures: int = 0
+    total: int = 0
 
     def next_delay(self) -> float:
         """Count a failure; the seconds to wait before the next attempt."""
         self.failures += 1
+        self.total += 1
         return self.schedule[min(self.failures, len(self.schedule)) - 1]
 
     def reset(self) -> None:

@@ -5,8 +5,9 @@ or any running scheduler, with the same code. Files go out in chunks (fewer, lar
 scheduler's overhead per file small); each worker loads the model once and keeps it. Rows are written as
 they arrive, a part file at a time (written to a temporary name, then renamed), into ``OUT`` — a Parquet
 dataset directory that pandas, pyarrow, DuckDB or Spark read as one table — so an interrupted run loses
-at most the rows not yet flushed, and the next run skips every file already there with the same size and
-modification time. A bad file never stops the run: its row carries the error.
+at most the rows not yet flushed, and the next run skips every file already classified with the same size,
+modification time, model, window and hop. A bad file never stops the run: its row carries the error, and
+the next run tries it again.
 """
 
 from __future__ import annotations
@@ -68,16 +69,31 @@ def stat_key(path: Path) -> tuple[int, float] | None:
     return st.st_size, st.st_mtime
 
 
-def done_keys(out: Path) -> dict[str, tuple[int, float]]:
-    """(size, mtime) by path of every row already in the output dataset."""
+def run_key(meta, settings: BatchSettings) -> dict:
+    """What a row was classified with: a file classified otherwise (another model, window or hop) is not done."""
+    return {"model": meta.name, "model_sha256": meta.files["model.onnx"],
+            "window_s": settings.window_s or meta.window_s, "hop_s": settings.hop_s or meta.hop_s}  # fmt: skip
+
+
+KEY_COLUMNS = ("path", "size", "mtime", "error", "model", "model_sha256", "window_s", "hop_s")
+
+
+def done_keys(out: Path, key: dict) -> dict[str, tuple[int, float]]:
+    """(size, mtime) by path of every row already in the output dataset classified without error as ``key`` says."""
     import pyarrow.parquet as pq
 
     parts = sorted(out.glob("part-*.parquet")) if out.is_dir() else []
     if not parts:
         return {}
-    table = pq.read_table(parts, columns=["path", "size", "mtime"])
-    keys = zip(table["size"].to_pylist(), table["mtime"].to_pylist(), strict=True)
-    return dict(zip(table["path"].to_pylist(), keys, strict=True))  # a later part's row for a path wins
+    missing = set(KEY_COLUMNS) - set(pq.read_schema(parts[0]).names)
+    if missing:
+        raise RtgenreError(f"{out}: written by an older rtgenre (no {', '.join(sorted(missing))} column); "
+                           "choose a new --out")  # fmt: skip
+    done: dict[str, tuple[int, float]] = {}
+    for row in pq.read_table(parts, columns=list(KEY_COLUMNS)).to_pylist():  # a later part's row for a path wins
+        ok = row["error"] is None and all(row[k] == v for k, v in key.items())
+        done[row["path"]] = (row["size"], row["mtime"]) if ok else None
+    return {p: k for p, k in done.items() if k is not None}
 
 
 def worker_model(settings: BatchSettings):
@@ -97,7 +113,7 @@ def classify_chunk(paths: list[str], settings: BatchSettings) -> list[dict]:
 
 
 def _row(model, path: Path, settings: BatchSettings) -> dict:
-    row = empty_row(str(path), model.bundle.meta.name, model.labels)
+    row = empty_row(str(path), run_key(model.bundle.meta, settings), model.labels)
     try:
         r = model.classify(path, window_s=settings.window_s, hop_s=settings.hop_s)
     except RtgenreError as e:
@@ -109,10 +125,10 @@ def _row(model, path: Path, settings: BatchSettings) -> dict:
             "windows": len(r.window_times), "padded": r.padded, "truncated": r.truncated, **probs}  # fmt: skip
 
 
-def empty_row(path: str, model: str, labels: tuple[str, ...], error: str | None = None) -> dict:
+def empty_row(path: str, key: dict, labels: tuple[str, ...], error: str | None = None) -> dict:
     size, mtime = stat_key(Path(path)) or (-1, 0.0)
     return {"path": path, "size": size, "mtime": mtime, "duration_s": None, "genre": None, "confidence": None,
-            "state": None, "windows": 0, "padded": False, "truncated": False, "error": error, "model": model,
+            "state": None, "windows": 0, "padded": False, "truncated": False, "error": error, **key,
             **{f"p_{label}": None for label in labels}}  # fmt: skip
 
 
@@ -123,7 +139,8 @@ def row_schema(labels: tuple[str, ...]):
     f64, text = pa.float64(), pa.string()
     fields = [("path", text), ("size", pa.int64()), ("mtime", f64), ("duration_s", f64), ("genre", text),
               ("confidence", f64), ("state", text), ("windows", pa.int64()), ("padded", pa.bool_()),
-              ("truncated", pa.bool_()), ("error", text), ("model", text)]  # fmt: skip
+              ("truncated", pa.bool_()), ("error", text), ("model", text), ("model_sha256", text),
+              ("window_s", f64), ("hop_s", f64)]  # fmt: skip
     return pa.schema(fields + [(f"p_{label}", f64) for label in labels])
 
 
@@ -203,11 +220,13 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
         raise RtgenreError("batch needs Dask and pyarrow: pip install 'rtgenre[batch]'") from None
     if not logging.getLogger().isEnabledFor(logging.INFO):  # Dask's start-up chatter only with --verbose
         logging.getLogger("distributed").setLevel(logging.ERROR)
-    from .model import load_bundle
+    from .model import check_hop, check_window, load_bundle
 
-    meta = load_bundle(settings.model).meta  # a bad model fails here, once, not on every worker
+    meta = load_bundle(settings.model).meta  # a bad model, window or hop fails here, once, not on every file
+    key = run_key(meta, settings)
+    check_hop(key["hop_s"], check_window(key["window_s"]))
     files = find_audio(inputs)
-    done = done_keys(out)
+    done = done_keys(out, key)
     todo = [str(f) for f in files if done.get(str(f)) != stat_key(f)]
     counts = {"found": len(files), "skipped": len(files) - len(todo), "classified": 0, "errors": 0}
     if not todo:
@@ -235,7 +254,7 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
                 try:
                     rows = future.result()
                 except Exception as e:  # noqa: BLE001 - a worker lost on these files (killed, crashed)
-                    rows = [empty_row(p, meta.name, meta.labels, f"worker failed: {type(e).__name__}: {e}")
+                    rows = [empty_row(p, key, meta.labels, f"worker failed: {type(e).__name__}: {e}")
                             for p in tasks[future]]  # fmt: skip
                 writer.add(rows)
                 bar.add(rows)

@@ -95,20 +95,21 @@ def model_options(f):
     return f
 
 
-def load_model(
-    model_spec: str | None, provider: str, require_gpu: bool, window_s: float | None, hop_s: float | None
-) -> tuple[Bundle, Classifier]:
-    """The model the options name; options that contradict each other are usage errors before any work."""
+def model_from_options(model_spec: str | None, provider: str, require_gpu: bool, window_s: float | None,
+                       hop_s: float | None) -> api.Model:  # fmt: skip
+    """The model the options name (``api.load_model``, the one loader); options that contradict each other are
+    usage errors before any work. ``--provider`` is the device the user asks for (auto, cpu or cuda):
+    ``--device`` names listen's capture device."""
     if require_gpu and provider == "cpu":
         raise click.UsageError("--require-gpu contradicts --provider cpu")
-    bundle = load_bundle(model_spec)
-    window = bundle.meta.window_s if window_s is None else window_s
+    model = api.load_model(model_spec, "cuda" if require_gpu else provider)
+    window = model.bundle.meta.window_s if window_s is None else window_s
     if hop_s is not None:
         try:
             check_hop(hop_s, window)
         except ModelError as e:
             raise click.UsageError(f"--{e}") from None
-    return bundle, Classifier(bundle, "cuda" if require_gpu else provider)
+    return model
 
 
 def json_mode(as_json: bool) -> bool:
@@ -216,7 +217,8 @@ def _terminated(*_) -> None:
 def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, osc, web_at, stream_id, as_json,
            model_spec, window_s, hop_s, provider, require_gpu):  # fmt: skip
     """Stream FILE through the pipeline like a live source and publish genre estimates."""
-    bundle, clf = load_model(model_spec, provider, require_gpu, window_s, hop_s)
+    model = model_from_options(model_spec, provider, require_gpu, window_s, hop_s)
+    bundle, clf = model.bundle, model.classifier
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
     settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
     lyrics = None if no_lyrics else lyrics_path or lyrics_beside(file)
@@ -238,7 +240,8 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
 def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, model_spec, window_s, hop_s, provider,
            require_gpu):  # fmt: skip
     """Classify live input from a capture device and publish genre estimates."""
-    bundle, clf = load_model(model_spec, provider, require_gpu, window_s, hop_s)
+    model = model_from_options(model_spec, provider, require_gpu, window_s, hop_s)
+    bundle, clf = model.bundle, model.classifier
     device = select_device(device_spec)
     capture = Capture(device, bundle.meta.frontend.sample_rate)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -354,7 +357,7 @@ def devices():
 @model_options
 def classify(files, as_json, model_spec, window_s, hop_s, provider, require_gpu):
     """One genre verdict per file; a bad file is reported and the others still processed."""
-    model = api.Model(*load_model(model_spec, provider, require_gpu, window_s, hop_s))
+    model = model_from_options(model_spec, provider, require_gpu, window_s, hop_s)
     failed = 0
     for file in files:
         try:

@@ -13,17 +13,16 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import zmq
 
-from .config import LyricsSection, check_number
+from .config import LyricsSection, ServeConfig, check_number
 from .errors import RtgenreError
 from .feed import check_endpoint
 from .lyrics import LyricModel
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .model import Bundle
+from .runner import StreamRunner
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +111,24 @@ class ControlSocket:
         self._sock.close()
 
 
+class Served(Protocol):
+    """What the commands need of the daemon (``daemon.Daemon`` is one): the control module does not import it."""
+
+    runners: dict[str, StreamRunner]
+    config: ServeConfig
+    bundle: Bundle
+    control: ControlSocket
+
+    def status(self) -> dict: ...
+
+
 class Commands:
     """The control protocol over a running daemon: ``status``, and ``lyrics`` for a live stream.
 
     The lyric model loads on the first lyrics request: it is large, and most daemons never use it.
     """
 
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: Served):
         self._daemon = daemon
         self._lyric_model: LyricModel | None = None
 

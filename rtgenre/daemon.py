@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import Model
+from .api import Model, load_model
 from .config import ConfigError, ServeConfig, StreamSection, load_config
 from .control import Commands, ControlSocket
 from .errors import RtgenreError
@@ -28,7 +28,7 @@ from .feed import Curve, Publisher
 from .latency import percentile_ms
 from .messages import to_json
 from .metrics import serve_metrics
-from .model import Bundle, Classifier, load_bundle
+from .model import Bundle, Classifier, release_encoder_sessions
 from .notify import notify, watchdog_interval
 from .pipeline import classify_due, finish
 from .runner import StreamRunner, stream_settings
@@ -47,7 +47,7 @@ class Daemon:
     def __init__(self, config_path: str | Path):
         self.config_path = Path(config_path)
         self.config = load_config(self.config_path)
-        self.bundle, self.classifier = self._load_model(self.config)
+        self.bundle, self.classifier = self._load_model(self.config)  # the one loader: api.load_model
         for s in self.config.streams:
             stream_settings(s)  # validates every stream id before anything is bound
         self.started = time.time()
@@ -88,8 +88,8 @@ class Daemon:
     # -- setup ----------------------------------------------------------------------------
     @staticmethod
     def _load_model(cfg: ServeConfig) -> tuple[Bundle, Classifier]:
-        bundle = load_bundle(cfg.model)
-        return bundle, Classifier(bundle, cfg.provider, cfg.threads)
+        model = load_model(cfg.model, cfg.provider, cfg.threads)
+        return model.bundle, model.classifier
 
     @staticmethod
     def _publisher(cfg: ServeConfig) -> Publisher:
@@ -188,6 +188,7 @@ class Daemon:
             restart_all = (bundle.meta.frontend, bundle.meta.labels, bundle.meta.window_s) != (
                 old.frontend, old.labels, old.window_s)  # fmt: skip
             self.bundle, self.classifier = bundle, classifier
+            release_encoder_sessions(keep=bundle)
             log.info("model reloaded: %s on %s", bundle.meta.name, classifier.provider)
         wanted = {s.id: s for s in new.streams}
         for sid, runner in list(self.runners.items()):

@@ -275,6 +275,14 @@ def encoder_session(bundle: Bundle, provider: str = ""):
     return _ENCODER_SESSIONS[key]
 
 
+def release_encoder_sessions(keep: Bundle | None = None) -> None:
+    """Forget the shared encoder sessions of every graph but ``keep``'s: after a reload to another model, the old
+    graph's session is freed once the streams that hold it have ended."""
+    kept = keep.meta.files.get("encoder.onnx") if keep is not None and keep.meta.encoder else None
+    for key in [k for k in _ENCODER_SESSIONS if k[0] != kept]:
+        del _ENCODER_SESSIONS[key]
+
+
 class Classifier:
     """An ONNX Runtime session over (batch, frames, n_mels) log-mel windows -> probabilities.
 

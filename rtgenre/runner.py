@@ -50,7 +50,7 @@ class StreamRunner:
         self.pipeline.outputs += [o.send for o in (self.osc, hub) if o is not None]
         self.state = "starting"
         self.error: str | None = None
-        self.backoff = Backoff(BACKOFF_S)  # failures are counted, never reset: status reports them
+        self.backoff = Backoff(BACKOFF_S)  # its delays start over once a source delivers; status reports the total
         self.finished = False  # a file without loop reached its end
         self._source: Source | None = None
         self._stop = threading.Event()
@@ -81,7 +81,7 @@ class StreamRunner:
             **source,
             "state": state,
             "error": self.error,
-            "failures": self.backoff.failures,
+            "failures": self.backoff.total,
             **osc,
         }
 
@@ -104,6 +104,7 @@ class StreamRunner:
                     if self._stop.is_set():
                         return
                     self.pipeline.feed(block, source.newest_sample_time())
+                    self.backoff.reset()  # it delivers: the next failure waits the shortest delay again
                 if self._stop.is_set():
                     return
                 if self.section.source == "file" and not self.section.loop:

@@ -98,3 +98,24 @@ def test_an_interrupted_run_keeps_what_finished_and_resumes(data, tmp_path):
     rows = pq.read_table(out).to_pylist()
     assert sorted(r["path"] for r in rows) == sorted(str(t.resolve()) for t in tracks)  # each once
     assert all(r["error"] is None and r["genre"] for r in rows)
+
+
+def test_a_rerun_redoes_error_rows_and_files_classified_otherwise(data, tmp_path):
+    root = tmp_path / "library"
+    root.mkdir()
+    for src in sorted((data / "gtzan" / "blues").glob("*.ogg"))[:2]:
+        shutil.copy(src, root / src.name)
+    (root / "broken.mp3").write_bytes(b"not audio at all")
+    out = tmp_path / "results.parquet"
+    bad = rtgenre("batch", "--workers", "1", str(root), "--out", str(out), "--window", "1", "--hop", "2")
+    assert bad.returncode == 1 and bad.stderr.strip() == "rtgenre: error: hop 2 s is longer than the window (1 s)"
+    assert not out.exists()  # nothing written: the good rerun below has nothing to skip
+    first = rtgenre("batch", "--workers", "1", str(root), "--out", str(out), timeout=300)
+    assert first.returncode == 0 and "3 classified (1 with errors), 0 already in" in first.stderr, first.stderr
+    again = rtgenre("batch", "--workers", "1", str(root), "--out", str(out), timeout=300)
+    assert "1 classified (1 with errors), 2 already in" in again.stderr, again.stderr  # the error row is retried
+    other = rtgenre("batch", "--workers", "1", str(root), "--out", str(out), "--hop", "1", timeout=300)
+    assert "3 classified (1 with errors), 0 already in" in other.stderr, other.stderr  # another hop: all redone
+    latest = {r["path"]: r for r in pq.read_table(out).to_pylist()}  # a later part's row for a path wins
+    assert {r["hop_s"] for r in latest.values()} == {1.0}
+    assert all(r["model"] == "musicnn-gtzan" and r["window_s"] == 3.0 for r in latest.values())

@@ -183,3 +183,13 @@ def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabi
         full_rows, narrow_rows = Step(pruned)(step, context)[1], Step(pruned, narrow.columns)(step, context)[1]
     np.testing.assert_array_equal(narrow_rows, full_rows[:, :, narrow.columns])
     np.testing.assert_allclose(predict(narrow, [mel[:400]])[0], predict(model, [mel[:400]])[0], atol=1e-5)
+
+
+def test_a_reload_to_another_model_lets_the_old_encoder_session_go(streamed, bundle):
+    from rtgenre.model import encoder_session, release_encoder_sessions
+
+    session = encoder_session(streamed)
+    release_encoder_sessions(keep=streamed)  # reloaded to the same graph: the session stays shared
+    assert encoder_session(streamed) is session
+    release_encoder_sessions(keep=bundle)  # reloaded to a model without this encoder
+    assert encoder_session(streamed) is not session

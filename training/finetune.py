@@ -63,17 +63,20 @@ class Tail(nn.Module):
         return self
 
 
-def patch_weights(feats: list[np.ndarray], labels: list[int]) -> np.ndarray:
-    """Sampling weights: every track the same whatever its patch count, every genre the same whatever its tracks."""
-    per_genre = np.bincount(labels).astype(float)
-    w = np.concatenate([np.full(len(f), 1.0 / (len(f) * per_genre[y])) for f, y in zip(feats, labels, strict=True)])
+def patch_weights(feats: list[np.ndarray], labels: list[int], tracks: np.ndarray | None = None) -> np.ndarray:
+    """Sampling weights: every genre the same whatever its tracks, and within a genre every track the same whatever
+    its patch count (or as ``tracks`` weighs them)."""
+    tracks = np.ones(len(feats)) if tracks is None else np.asarray(tracks, float)
+    per_genre = np.bincount(labels, weights=tracks)
+    w = np.concatenate([np.full(len(f), t / (len(f) * per_genre[y])) for f, y, t in zip(feats, labels, tracks,
+                                                                                         strict=True)])  # fmt: skip
     return w / w.sum()
 
 
 def fit(backbone: musicnn.Musicnn, feats: list[np.ndarray], labels: list[int], cfg: FinetuneConfig,
-        n_classes: int = len(GENRES)) -> Tail:  # fmt: skip
+        n_classes: int = len(GENRES), track_weights: np.ndarray | None = None) -> Tail:  # fmt: skip
     """Train a tail of ``backbone`` on the patches of the given tracks (a fixed budget, no early stopping: no
-    peeking); ``labels`` index ``n_classes`` classes."""
+    peeking); ``labels`` index ``n_classes`` classes, ``track_weights`` weigh tracks within their genre."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tail = Tail(backbone, cfg.part, n_classes)
@@ -88,7 +91,7 @@ def fit(backbone: musicnn.Musicnn, feats: list[np.ndarray], labels: list[int], c
     )
     x = np.concatenate(feats)
     y = torch.from_numpy(np.concatenate([np.full(len(f), label) for f, label in zip(feats, labels, strict=True)]))
-    w = patch_weights(feats, labels)
+    w = patch_weights(feats, labels, track_weights)
     tail.train()
     for _ in range(cfg.epochs):
         drawn = rng.choice(len(x), size=cfg.patches_per_epoch, p=w)

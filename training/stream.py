@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -185,18 +186,21 @@ def pooled(rows: np.ndarray) -> np.ndarray:
 
 
 def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Track], mels: list[np.ndarray],
-                   cache: Path | None, log=print, kind: str = "pooled") -> list[np.ndarray]:  # fmt: skip
+                   cache: Path | None, log=print, kind: str = "pooled",
+                   variant: tuple[str, Callable[[int], np.ndarray]] | None = None) -> list[np.ndarray]:  # fmt: skip
     """Per track, cached by track, backbone and normalisation: the pooled windows of its streamed rows
-    (``kind`` "pooled"), or the lowest and highest value of every row column (``kind`` "range", (2, width))."""
+    (``kind`` "pooled"), or the lowest and highest value of every row column (``kind`` "range", (2, width)).
+    ``variant``: a name and the log-mel of track ``i`` to encode instead of ``mels[i]`` (an augmented copy)."""
     encoder = Encoder(backbone, spec)
     weights = sum(v.double().sum().item() for v in backbone.state_dict().values())
-    tag = f"stream-{kind}|{spec.reference_power:.6g}|{spec.level_frames}|{weights}"
+    name, mel_of = variant or ("", mels.__getitem__)
+    tag = f"stream-{kind}|{spec.reference_power:.6g}|{spec.level_frames}|{weights}" + (f"|{name}" if name else "")
 
-    def compute(mel: np.ndarray) -> np.ndarray:
-        rows = encoder.rows(mel)
+    def compute(i: int) -> np.ndarray:
+        rows = encoder.rows(mel_of(i))
         return pooled(rows) if kind == "pooled" else np.stack([rows.min(axis=0), rows.max(axis=0)])
 
-    return transfer.per_track(tracks, mels, cache, tag, compute, log, f"streamed {kind}")
+    return transfer.per_track(tracks, mels, cache, tag, compute, log, f"streamed {kind} {name}".rstrip())
 
 
 @torch.no_grad()

@@ -122,9 +122,9 @@ def reference_power(mels: list[np.ndarray], n: int, hop: int) -> float:
 
 
 def per_track(tracks: list[Track], mels: list[np.ndarray], cache: Path | None, tag: str,
-              compute: Callable[[np.ndarray], np.ndarray], log=print,
+              compute: Callable[[int], np.ndarray], log=print,
               what: str = "features") -> list[np.ndarray]:  # fmt: skip
-    """``compute(mel)`` of every track, cached as ``.npy`` by track, its log-mel and ``tag`` (what computed it)."""
+    """``compute(i)`` of every track ``i``, cached as ``.npy`` by track, its log-mel and ``tag`` (what computed it)."""
     out = []
     for i, (track, mel) in enumerate(zip(tracks, mels, strict=True)):
         key = hashlib.sha256(f"{track.path.resolve()}|{mel.shape}|{float(mel.sum())}|{tag}".encode()).hexdigest()[:24]
@@ -132,7 +132,7 @@ def per_track(tracks: list[Track], mels: list[np.ndarray], cache: Path | None, t
         if cached is not None and cached.is_file():
             out.append(np.load(cached))
             continue
-        feats = compute(mel)
+        feats = compute(i)
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.save(cached, feats)
@@ -157,7 +157,7 @@ def track_features(model: TransferModel, tracks: list[Track], mels: list[np.ndar
         x = torch.from_numpy(patches(mel, n, hop))
         return np.concatenate([embed(x[j : j + PATCH_BATCH]).numpy() for j in range(0, len(x), PATCH_BATCH)])
 
-    return per_track(tracks, mels, cache, tag, compute, log)
+    return per_track(tracks, mels, cache, tag, lambda i: compute(mels[i]), log)
 
 
 @dataclass
