@@ -118,7 +118,7 @@ def test_help_shows_every_command_summary_whole():
     from training.cli import main
 
     commands = CliRunner().invoke(main, ["--help"]).stdout.split("Commands:")[1]
-    assert "..." not in commands and len(commands.strip().splitlines()) == 12
+    assert "..." not in commands and len(commands.strip().splitlines()) == 13
 
 
 def test_a_missing_training_extra_is_one_line_not_a_traceback():

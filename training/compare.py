@@ -1,11 +1,12 @@
-"""The family comparison's outputs: inference cost per window, the results table, and reading it back."""
+"""The family comparison: every family over seeds by the protocol, its cost per window, the results table, and
+reading it back."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from rtgenre.frontend import MelParams
 
 from .augment import RECIPES
 from .data import GENRES
-from .evaluate import SLICE_SECONDS, Scores, plot_confusion
+from .evaluate import SLICE_SECONDS, Scores, plot_confusion, plot_curves
 from .export import export_onnx, onnx_ms_per_window
+from .protocol import Collection, cross_validate, valid_split
 from .train import TrainConfig
 
 
@@ -128,7 +130,8 @@ def write_results(
         runs = row["runs"]
         slices = [stat([r["scores"].slice_acc.get(f"{s:g}s", float("nan")) for r in runs]) for s in SLICE_SECONDS]
         realtime = 500 / row["ms_per_window"]  # one window per 0.5 s hop
-        valid = next((f"{r['valid'].track_acc:.3f}" for r in runs if r.get("valid")), "–")
+        scored = [r["valid"].track_acc for r in runs if r.get("valid")]
+        valid = stat(scored) if scored else "–"
         lines.append(f"| {family} | " + " | ".join(slices) + f" | {stat([r['scores'].track_acc for r in runs])} | "
                      f"{stat([r['scores'].macro_f1 for r in runs])} | {valid} | {row['ms_per_window']:.2f} | "
                      f"{realtime:.0f}× | "
@@ -150,12 +153,11 @@ stratified {folds}-fold cross-validation {grouped}, {seeds} seed(s) per family (
 training budget per run: {budget}. Cells are the mean over seeds
 with the best seed in brackets. Slice accuracy scores non-overlapping slices of the 30 s tracks
 with the model trained on 3 s windows; track accuracy averages a track's 3 s windows (1.5 s hop;
-a clip is one looped window). The valid split column trains seed 0 on the train part and scores
-the artist-disjoint valid part (where split lists exist). ms / window is ONNX Runtime on one CPU
-thread in batches of 32; × real time is what one core sustains at the runtime's 0.5 s hop. Train
-time is the sum of the epochs' times over all folds of one seed ({cfg.threads} torch thread(s)).{
-        chr(10) * 2 + note if note else ""
-    }
+a clip is one looped window). The valid split column trains each seed on the train part and scores
+the artist-disjoint valid part (where split lists exist; tables before the sixth session scored seed 0
+only). ms / window is ONNX Runtime on one CPU thread in batches of 32; × real time is what one core
+sustains at the runtime's 0.5 s hop. Train time is the sum of the epochs' times over all folds of one
+seed ({cfg.threads} torch thread(s)).{chr(10) * 2 + note if note else ""}
 
 {chr(10).join(lines)}
 
@@ -205,3 +207,25 @@ def merge(
     for family, row in rows.items():  # timed again, all in one quiet moment: runs side by side time each other
         row["ms_per_window"] = window_cost(family, params, cfg.window_s)
     write_results(out, rows, folds, folds_by, tracks, cfg, note)
+
+
+def compare_families(c: Collection, base: TrainConfig, families: list[str], seeds: range, folds: int, folds_by: str,
+                     checkpoints: Path | None, out: Path, note: str = "") -> None:  # fmt: skip
+    """Every family over ``seeds`` by the protocol (CV and the valid split for each seed), into one table."""
+    rows = {}
+    for family in families:
+        runs, curves = [], {}
+        for seed in seeds:
+            cfg = replace(base, family=family, seed=seed)
+            scores, histories = cross_validate(c, cfg, folds, checkpoints, folds_by)
+            # training time from the epochs' own clocks, which checkpoints keep: a resumed run reports it too
+            wall = sum(epoch["seconds"] for history in histories.values() for epoch in history)
+            run = {"seed": seed, "scores": scores["cv"], "full": scores["cv_full_tracks"], "wall_s": wall}
+            if (valid := valid_split(c, cfg, checkpoints)) is not None:
+                run["valid"] = valid[0]
+            runs.append(run)
+            curves.update({f"seed {seed} {k}": h for k, h in histories.items()})
+        plot_best_confusion(family, runs, out)
+        plot_curves(curves, out / f"curves_{family}.png")
+        rows[family] = {"runs": runs, "ms_per_window": window_cost(family, c.params, base.window_s)}
+        write_results(out, rows, folds, folds_by, c.tracks, cfg, note)

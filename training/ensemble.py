@@ -10,12 +10,18 @@ judged by.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .train import predict_tracks
+from . import finetune
+from .crossval import out_of_fold
+from .data import GENRES
+from .musicnn_run import MusicnnRun
+from .protocol import EVAL_HOP_S, Collection, checkpoint_path, fold_assignment, log, split_indices
+from .train import TrainConfig, load_checkpoint, predict_tracks
 
 WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.0)  # musicnn's share of the mix
 
@@ -42,3 +48,36 @@ def checkpoint_fold_model(fold: np.ndarray, path_of: Callable[[int], Path], load
 def mixes(crnn: np.ndarray, musicnn: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Track accuracy of every mix, by musicnn's weight."""
     return {f"{w:g}": round(float(((w * musicnn + (1 - w) * crnn).argmax(1) == labels).mean()), 4) for w in WEIGHTS}
+
+
+def mix_everywhere(c: Collection, run: MusicnnRun, checkpoints: Path, folds: int, fold_seeds: int) -> dict:
+    """Every weight's track accuracy out of fold on each fold split, their mean, and on the valid split."""
+    labels, ft, crnn_cfg = np.array(c.labels), finetune.FinetuneConfig(), TrainConfig(family="crnn2d")
+    n, hop = c.params.frames(crnn_cfg.window_s), c.params.frames(EVAL_HOP_S)
+
+    def ft_fit(idx) -> finetune.Tail:
+        return finetune.fit(run.model.backbone, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+
+    def ft_probs(tail: finetune.Tail, held) -> np.ndarray:
+        return np.stack([finetune.probs(tail, run.feats[i]).mean(0) for i in held])
+
+    def crnn_probs(model, held) -> np.ndarray:
+        return track_probs(model, [c.mels[i] for i in held], n, hop)
+
+    def load(path: Path):
+        return load_checkpoint(path, "crnn2d", c.params.n_mels, len(GENRES))
+
+    result = {}
+    for s in range(fold_seeds):
+        fold, cfg = fold_assignment(c.tracks, folds, s, "artist"), replace(crnn_cfg, seed=s)
+        fit = checkpoint_fold_model(fold, lambda k, cfg=cfg: checkpoint_path(checkpoints, cfg, f"artist-f{k}"), load)
+        crnn = np.stack(out_of_fold(fold, fit, crnn_probs))
+        result[f"fold split {s}"] = mixes(crnn, np.stack(out_of_fold(fold, ft_fit, ft_probs)), labels)
+        log(f"fold split {s}: {result[f'fold split {s}']}")
+    splits = [result[f"fold split {s}"] for s in range(fold_seeds)]
+    result["mean over fold splits"] = {w: round(float(np.mean([r[w] for r in splits])), 4) for w in splits[0]}
+    train, valid = split_indices(c.tracks)
+    if valid:
+        crnn = crnn_probs(load(checkpoint_path(checkpoints, crnn_cfg, "valid")), valid)
+        result["valid"] = mixes(crnn, ft_probs(ft_fit(train), valid), labels[valid])
+    return result

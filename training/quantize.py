@@ -11,11 +11,19 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from rtgenre.model import Bundle, ModelMeta, sha256_of
+from rtgenre.model import Bundle, Classifier, ModelMeta, load_bundle, sha256_of
+
+from .card import quantized_note
+from .data import GENRES, find_tracks, track_mel
+from .evaluate import score
+from .export import onnx_ms_per_window
+from .protocol import EVAL_HOP_S
+from .transfer import patches
 
 
 class Windows:
@@ -52,3 +60,41 @@ def quantize(bundle: Bundle, calibration: np.ndarray, out: Path) -> ModelMeta:
                      m.extra)  # fmt: skip
     (out / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n")
     return meta
+
+
+def quantize_bundle(bundle: Bundle, data_root: Path, n_windows: int, cache: Path, out: Path) -> dict:
+    """The int8 copy of ``bundle`` (a model of mel windows) calibrated on train-split windows of ``data_root``,
+    written to ``out`` with its figures: agreement with the float model and accuracy on the valid split, cost."""
+    frontend = bundle.frontend()
+    tracks = find_tracks(data_root)
+    n = bundle.meta.frontend.frames(bundle.meta.window_s)
+    hop = bundle.meta.frontend.frames(EVAL_HOP_S)
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([patches(track_mel(t, frontend, cache), n, hop) for t in tracks if t.split == "train"])
+    calibration = pool[rng.choice(len(pool), min(n_windows, len(pool)), replace=False)]
+    valid = [t for t in tracks if t.split == "valid"]
+    windows = [patches(track_mel(t, frontend, cache), n, hop) for t in valid]
+    labels = [GENRES.index(t.genre) for t in valid]
+    quantize(bundle, calibration, out)
+    fp, q8 = Classifier(bundle), Classifier(load_bundle(out))
+    pairs = [(fp.predict(w), q8.predict(w)) for w in windows]
+    p_fp, p_q8 = [a for a, _ in pairs], [b for _, b in pairs]
+    figures = {
+        "calibration_windows": len(calibration),
+        "valid_window_agreement": round(
+            float(np.mean(np.concatenate([a.argmax(1) == b.argmax(1) for a, b in pairs]))), 4
+        ),
+        "valid_track_agreement": round(float(np.mean([a.mean(0).argmax() == b.mean(0).argmax() for a, b in pairs])), 4),
+        "valid_track_acc_float": score(p_fp, labels).track_acc,
+        "valid_track_acc_int8": score(p_q8, labels).track_acc,
+        "max_abs_prob_diff": round(float(max(np.abs(a - b).max() for a, b in pairs)), 4),
+        "ms_per_window_float": bundle.meta.extra.get("ms_per_window"),
+        "ms_per_window_int8": round(onnx_ms_per_window(out / "model.onnx", n, bundle.meta.frontend.n_mels), 3),
+    }
+    meta = load_bundle(out).meta
+    meta = replace(meta, extra={**meta.extra, "int8": figures, "ms_per_window": figures["ms_per_window_int8"]})
+    (out / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n")
+    card = (bundle.path / "MODEL_CARD.md").read_text() if (bundle.path / "MODEL_CARD.md").is_file() else ""
+    (out / "MODEL_CARD.md").write_text(card.replace(f"# Model card: {bundle.path.name}", f"# Model card: {out.name}")
+                                       + quantized_note(figures))  # fmt: skip
+    return {"name": meta.name, **figures}
