@@ -20,7 +20,7 @@ HOP_S = 0.5
 def step_times(bundle, clf, pub: Publisher, audio: list[np.ndarray], n: int, steps: int = 20) -> np.ndarray:
     """Seconds of each of ``steps`` hops of all ``n`` streams (after the first windows fill)."""
     rate = bundle.meta.frontend.sample_rate
-    pipes = [StreamPipeline(bundle, StreamSettings(stream_id=f"s{i}", hop_s=HOP_S), pub) for i in range(n)]
+    pipes = [StreamPipeline(bundle, StreamSettings(id=f"s{i}", hop=HOP_S), pub) for i in range(n)]
     hop = int(HOP_S * rate)
     warm = int(bundle.meta.window_s / HOP_S) + 1
     times = []

@@ -99,7 +99,7 @@ def rtgenre_latency(bundle, clf, files, endpoint: str) -> tuple[np.ndarray, np.n
     t = threading.Thread(target=listen)
     t.start()
     pub.wait_for_subscriber(5)
-    pipe = StreamPipeline(bundle, StreamSettings(stream_id="bench"), pub, clf.provider)
+    pipe = StreamPipeline(bundle, StreamSettings(id="bench"), pub, clf.provider)
     hop = int(bundle.meta.hop_s * 22050)
     sent = {}
     for f in files:

@@ -72,7 +72,7 @@ class Model:
             source = ArraySource([Resampler(sample_rate, rate)(y, last=True)], rate)
         else:
             source = FileSource(os.fspath(audio), rate, BLOCK_S)
-        pipeline = StreamPipeline(self.bundle, StreamSettings(window_s=window_s, hop_s=hop_s), None,
+        pipeline = StreamPipeline(self.bundle, StreamSettings(window=window_s, hop=hop_s), None,
                                   self.classifier.provider)  # fmt: skip
         windows: list[WindowMessage] = []
 

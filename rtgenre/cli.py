@@ -220,7 +220,7 @@ def replay(file, fast, wait_s, lyrics_path, no_lyrics, lyrics_weight, endpoint, 
     model = model_from_options(model_spec, provider, require_gpu, window_s, hop_s)
     bundle, clf = model.bundle, model.classifier
     source = FileSource(file, bundle.meta.frontend.sample_rate, FAST_BLOCK_S if fast else REALTIME_BLOCK_S)
-    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+    settings = StreamSettings(id=stream_id, window=window_s, hop=hop_s)
     lyrics = None if no_lyrics else lyrics_path or lyrics_beside(file)
     evidence = None
     if lyrics is not None:
@@ -251,7 +251,7 @@ def listen(device_spec, duration_s, endpoint, osc, web_at, stream_id, as_json, m
         timer.daemon = True  # an early error must not leave the process waiting for it
         timer.start()
     logging.getLogger(__name__).info("capturing from %s (%s, %g Hz)", device.name, device.hostapi, capture.rate)
-    settings = StreamSettings(stream_id=stream_id, window_s=window_s, hop_s=hop_s)
+    settings = StreamSettings(id=stream_id, window=window_s, hop=hop_s)
     eos = publish_stream(capture, bundle, clf, settings, endpoint, as_json, device.name, realtime=False, osc=osc,
                          web_at=web_at)  # fmt: skip
     v = eos["verdict"]

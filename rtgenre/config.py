@@ -13,8 +13,9 @@ import yaml
 
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
-from .model import MAX_WINDOW_S, MIN_WINDOW_S, available_models, check_hop
+from .model import available_models, check_hop
 from .osc import parse_osc_url
+from .pipeline import StreamSettings
 from .web import DEFAULT_PORT
 
 SOURCES = ("device", "file", "url")
@@ -31,22 +32,10 @@ def _range(lo: float | None = None, hi: float | None = None, choices: tuple = ()
     return {"lo": lo, "hi": hi, "choices": choices}
 
 
-@dataclass(frozen=True)
-class SmoothingSection:
-    """`smoothing:` of a stream: the smoother's settings, with the ranges the loader enforces."""
+@dataclass(frozen=True, kw_only=True)
+class StreamSection(StreamSettings):
+    """One entry of `streams:`: the pipeline's settings (id, window, hop, smoothing), its source and pacing."""
 
-    time_constant: float = field(default=3.0, metadata=_range(0.01, 600))
-    switch_margin: float = field(default=0.1, metadata=_range(0.0, 1.0))
-    min_confidence: float = field(default=0.4, metadata=_range(0.0, 1.0))
-    silence_dbfs: float = field(default=-60.0, metadata=_range(-120.0, 0.0))
-    silence_reset: float = field(default=3.0, metadata=_range(0.0, 3600))
-
-
-@dataclass(frozen=True)
-class StreamSection:
-    """One entry of `streams:`: its source, pacing, window, hop and smoothing."""
-
-    id: str
     source: str = field(metadata=_range(choices=SOURCES))
     device: str = "mic"  # source: device
     path: str | None = None  # source: file
@@ -54,9 +43,6 @@ class StreamSection:
     speed: float = field(default=1.0, metadata=_range(0.1, 100.0))  # source: file, × real time
     url: str | None = None  # source: url (decoded by ffmpeg)
     stall_timeout: float = field(default=10.0, metadata=_range(1.0, 600.0))  # source: url, s without audio = failed
-    window: float | None = field(default=None, metadata=_range(MIN_WINDOW_S, MAX_WINDOW_S))
-    hop: float | None = field(default=None, metadata=_range(0.05, MAX_WINDOW_S))
-    smoothing: SmoothingSection = field(default_factory=SmoothingSection)
     osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, this stream
 
 
@@ -181,7 +167,7 @@ def _build(cls, node: yaml.Node, path: Path, prefix: str):
     if not isinstance(node, yaml.MappingNode):
         _fail(path, node, prefix or "config", "must be a mapping")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("config", True)}
     values = {}
     for key_node, value_node in node.value:
         key = key_node.value

@@ -24,14 +24,14 @@ from .api import Model, load_model
 from .config import ConfigError, ServeConfig, StreamSection, load_config
 from .control import Commands, ControlSocket
 from .errors import RtgenreError
-from .feed import Curve, Publisher
+from .feed import Curve, Publisher, check_stream_id
 from .latency import percentile_ms
 from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, release_encoder_sessions
 from .notify import notify, watchdog_interval
 from .pipeline import classify_due, finish
-from .runner import StreamRunner, stream_settings
+from .runner import StreamRunner
 from .web import Hub, WebServer, upload_result
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Daemon:
         self.config = load_config(self.config_path)
         self.bundle, self.classifier = self._load_model(self.config)  # the one loader: api.load_model
         for s in self.config.streams:
-            stream_settings(s)  # validates every stream id before anything is bound
+            check_stream_id(s.id)  # every stream id is checked before anything is bound
         self.started = time.time()
         self.publisher = self._publisher(self.config)
         try:
@@ -170,7 +170,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             for s in new.streams:
-                stream_settings(s)
+                check_stream_id(s.id)
             model_changed = (new.model, new.provider, new.threads) != (
                 self.config.model, self.config.provider, self.config.threads)  # fmt: skip
             loaded = self._load_model(new) if model_changed else None

@@ -29,6 +29,7 @@ _PACKAGE = Path(__file__).resolve().parent
 MODELS_DIR = _PACKAGE / "models" if (_PACKAGE / "models").is_dir() else _PACKAGE.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "musicnn-gtzan"
 MIN_WINDOW_S, MAX_WINDOW_S = 1.0, 3.0
+MIN_HOP_S = 0.05  # a shorter hop classifies the same audio over and over for nothing
 MAX_BATCH = 32
 
 
@@ -221,6 +222,8 @@ def check_hop(seconds: float, window_s: float) -> float:
     """The one hop rule (config, CLI, control socket, pipeline): a hop past the window would skip audio."""
     if not seconds > 0:
         raise ModelError(f"hop {seconds:g} s must be positive")
+    if seconds < MIN_HOP_S:
+        raise ModelError(f"hop {seconds:g} s is under the {MIN_HOP_S:g} s minimum")
     if seconds > window_s:
         raise ModelError(f"hop {seconds:g} s is longer than the window ({window_s:g} s)")
     return seconds

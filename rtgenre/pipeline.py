@@ -20,22 +20,23 @@ from .latency import Histogram, Recent, percentile_ms
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
-from .model import Bundle, Classifier, check_hop, check_window
+from .model import MAX_WINDOW_S, MIN_HOP_S, MIN_WINDOW_S, Bundle, Classifier, check_hop, check_window
 from .smoothing import Smoother, SmoothingConfig
 from .windows import Window, Windower
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StreamSettings:
-    """A stream's id, window, hop and smoothing; None means the model's own window and hop."""
+    """A stream's id, window, hop (seconds; None: the model's own) and smoothing. A configured stream's entry
+    (``config.StreamSection``) is one, with its source: the config loader enforces the bounds given here."""
 
-    stream_id: str = "default"
-    window_s: float | None = None  # None: the model's training window
-    hop_s: float | None = None  # None: the model's default hop
+    id: str = "default"
+    window: float | None = field(default=None, metadata={"lo": MIN_WINDOW_S, "hi": MAX_WINDOW_S})
+    hop: float | None = field(default=None, metadata={"lo": MIN_HOP_S, "hi": MAX_WINDOW_S})
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
-    audio_buffer_s: float = 10.0
+    audio_buffer_s: float = field(default=10.0, metadata={"config": False})  # not a config key
 
 
 Output = Callable[[dict], None]
@@ -50,15 +51,15 @@ class StreamPipeline:
     def __init__(
         self, bundle: Bundle, settings: StreamSettings, publisher: Publisher | None = None, provider: str = ""
     ):
-        self.id = check_stream_id(settings.stream_id)
+        self.id = check_stream_id(settings.id)
         self.settings = settings
         self.labels = bundle.meta.labels
         self.model = bundle.meta.name
         self.provider = provider
         self.publisher = publisher
         self.sample_rate = bundle.meta.frontend.sample_rate
-        self.window_s = check_window(bundle.meta.window_s if settings.window_s is None else settings.window_s)
-        self.hop_s = check_hop(bundle.meta.hop_s if settings.hop_s is None else settings.hop_s, self.window_s)
+        self.window_s = check_window(bundle.meta.window_s if settings.window is None else settings.window)
+        self.hop_s = check_hop(bundle.meta.hop_s if settings.hop is None else settings.hop, self.window_s)
         self.windower = Windower(bundle.frontend(), self.window_s, self.hop_s, settings.smoothing.silence_dbfs,
                                  settings.audio_buffer_s, bundle.stream_encoder(provider))  # fmt: skip
         self._smoother = Smoother(len(self.labels), settings.smoothing)

@@ -15,27 +15,15 @@ from .backoff import Backoff
 from .capture import Capture, select_device
 from .config import StreamSection
 from .errors import RtgenreError
-from .feed import Publisher, check_stream_id
+from .feed import Publisher
 from .model import Bundle
 from .osc import OscOutput
-from .pipeline import StreamPipeline, StreamSettings, paced
-from .smoothing import SmoothingConfig
+from .pipeline import StreamPipeline, paced
 from .web import Hub
 
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-def stream_settings(s: StreamSection) -> StreamSettings:
-    """A config stream section as the pipeline's settings."""
-    m = s.smoothing
-    return StreamSettings(
-        stream_id=check_stream_id(s.id),
-        window_s=s.window,
-        hop_s=s.hop,
-        smoothing=SmoothingConfig(m.time_constant, m.switch_margin, m.min_confidence, m.silence_dbfs, m.silence_reset),
-    )
 
 
 class StreamRunner:
@@ -44,7 +32,7 @@ class StreamRunner:
     def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
                  osc: list[str] = (), hub: Hub | None = None):  # fmt: skip
         self.section = section
-        self.pipeline = StreamPipeline(bundle, stream_settings(section), publisher, provider)
+        self.pipeline = StreamPipeline(bundle, section, publisher, provider)
         targets = [*osc, *section.osc]
         self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
         self.pipeline.outputs += [o.send for o in (self.osc, hub) if o is not None]

@@ -8,22 +8,28 @@ windows claim no genre; a long silence resets the average so the next song start
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .messages import GENRE, SILENCE, UNCERTAIN, SmoothedState
 
 
+def _range(lo: float, hi: float) -> dict:
+    """The bounds the config loader enforces on a setting (``config.py`` reads them)."""
+    return {"lo": lo, "hi": hi}
+
+
 @dataclass(frozen=True)
 class SmoothingConfig:
-    """The smoother's settings: time constant, hysteresis margin, confidence floor and the silence gate."""
+    """The smoother's settings, as a stream's `smoothing:` in the config names them: time constant, hysteresis
+    margin, confidence floor and the silence gate."""
 
-    time_constant_s: float = 3.0  # EMA time constant
-    switch_margin: float = 0.1  # a challenger must lead the reported genre by this much
-    min_confidence: float = 0.4  # below this the state is "uncertain"
-    silence_dbfs: float = -60.0  # windows quieter than this are silence
-    silence_reset_s: float = 3.0  # silence this long forgets the average
+    time_constant: float = field(default=3.0, metadata=_range(0.01, 600))  # s, the EMA's time constant
+    switch_margin: float = field(default=0.1, metadata=_range(0.0, 1.0))  # a challenger must lead by this much
+    min_confidence: float = field(default=0.4, metadata=_range(0.0, 1.0))  # below this the state is "uncertain"
+    silence_dbfs: float = field(default=-60.0, metadata=_range(-120.0, 0.0))  # windows quieter are silence
+    silence_reset: float = field(default=3.0, metadata=_range(0.0, 3600))  # s of silence that forget the average
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,14 @@ class Smoother:
         c = self.config
         if probs is None:
             self._silent_for += dt
-            if self._silent_for >= c.silence_reset_s:
+            if self._silent_for >= c.silence_reset:
                 self.reset()
             return Smoothed(self._avg, None, 0.0, SILENCE)
         self._silent_for = 0.0
         if self._avg is None:
             self._avg = probs.astype(np.float64)
         else:
-            alpha = 1.0 - math.exp(-dt / c.time_constant_s)
+            alpha = 1.0 - math.exp(-dt / c.time_constant)
             self._avg = (1.0 - alpha) * self._avg + alpha * probs
         best = int(np.argmax(self._avg))
         if self._top is None or self._avg[best] >= self._avg[self._top] + c.switch_margin:

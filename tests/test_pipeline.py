@@ -19,7 +19,7 @@ def test_windows_follow_the_hop_and_match_offline_frames(bundle, classifier):
     rng = np.random.default_rng(1)
     y = (0.1 * rng.standard_normal(22050 * 10)).astype(np.float32)
     blocks = np.array_split(y, rng.integers(1, 40_000, 30).cumsum()[:-1].clip(0, len(y)))
-    pipe, wins, _ = collect(bundle, classifier, ArraySource(blocks, 22050), hop_s=1.0)
+    pipe, wins, _ = collect(bundle, classifier, ArraySource(blocks, 22050), hop=1.0)
     fe = bundle.frontend()
     offline = fe.mel(y)
     n_win, n_hop = fe.params.frames(bundle.meta.window_s), fe.params.frames(1.0)
@@ -60,7 +60,7 @@ def test_window_messages_carry_the_schema(bundle, classifier, tmp_path):
 )
 def test_a_hop_outside_the_window_is_refused(bundle, hop, problem):
     with pytest.raises(RtgenreError, match=problem):
-        StreamPipeline(bundle, StreamSettings(window_s=1.0, hop_s=hop))
+        StreamPipeline(bundle, StreamSettings(window=1.0, hop=hop))
 
 
 def test_audio_ring_overrun_is_counted(bundle):

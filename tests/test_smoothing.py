@@ -10,7 +10,7 @@ A, B = np.array([0.9, 0.1]), np.array([0.1, 0.9])
 
 def test_ema_follows_the_time_constant_whatever_the_hop():
     for hop in (0.25, 1.0):
-        s = Smoother(2, SmoothingConfig(time_constant_s=2.0, switch_margin=0.0))
+        s = Smoother(2, SmoothingConfig(time_constant=2.0, switch_margin=0.0))
         s.update(A, hop)
         for _ in range(int(2.0 / hop)):
             out = s.update(B, hop)
@@ -20,7 +20,7 @@ def test_ema_follows_the_time_constant_whatever_the_hop():
 
 
 def test_hysteresis_holds_the_genre_until_the_challenger_leads_by_the_margin():
-    s = Smoother(2, SmoothingConfig(time_constant_s=1.0, switch_margin=0.2))
+    s = Smoother(2, SmoothingConfig(time_constant=1.0, switch_margin=0.2))
     assert s.update(A, 0.5).top == 0
     tops = [s.update(B, 0.5) for _ in range(6)]
     first_switch = next(i for i, t in enumerate(tops) if t.top == 1)
@@ -29,7 +29,7 @@ def test_hysteresis_holds_the_genre_until_the_challenger_leads_by_the_margin():
 
 
 def test_silence_claims_no_genre_and_a_long_silence_resets():
-    s = Smoother(2, SmoothingConfig(silence_reset_s=2.0))
+    s = Smoother(2, SmoothingConfig(silence_reset=2.0))
     s.update(A, 0.5)
     out = s.update(None, 0.5)
     assert out.state == SILENCE and out.top is None and out.probs is not None
