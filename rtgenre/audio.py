@@ -263,7 +263,11 @@ def _open(path: str) -> sf.SoundFile:
     if not os.access(path, os.R_OK):
         raise AudioError(f"{path}: permission denied")
     try:
-        f = sf.SoundFile(path)
+        if path.lower().endswith(".mp3"):  # libmpg123 notes a broken header on stderr as it gives up
+            with tempfile.TemporaryFile() as scratch, _quiet_mpg123(path, scratch):
+                f = sf.SoundFile(path)
+        else:
+            f = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as e:
         reason = str(e).split(":")[-1].strip() or "unknown error"
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None

@@ -1,6 +1,9 @@
+import json
+import subprocess
+
 import numpy as np
 import pytest
-from helpers import tone, write_audio
+from helpers import rtgenre, tone, write_audio
 
 from rtgenre.audio import FileSource
 from rtgenre.errors import AudioError
@@ -70,3 +73,28 @@ def test_nan_samples_are_located(tmp_path):
     f = write_audio(tmp_path / "nan.wav", y, 22050, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"NaN or infinite sample at 1\.36 s"):
         decoded(f)
+
+
+@pytest.mark.parametrize("ext", ["ogg", "mp3"])
+def test_a_truncated_compressed_file_is_classified_and_says_so(tmp_path, data, ext):
+    src = data / "gtzan" / "rock" / "rock.00000.ogg"
+    whole = tmp_path / f"whole.{ext}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-t", "10", str(whole)], check=True)
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    r = rtgenre("classify", "--json", str(whole), str(cut))
+    assert r.returncode == 0, r.stderr
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["truncated"] for x in results] == [False, True]
+    assert f"{cut}: truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_valid_mp3_leaves_stderr_to_rtgenre(tmp_path, data):
+    # libmpg123 (inside libsndfile) prints a dozen "part2_3_length too large" notes decoding this valid MP3;
+    # the samples equal ffmpeg's decode, so the notes are debug records, never the user's stderr
+    mp3 = tmp_path / "metal.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(data / "gtzan" / "metal" / "metal.00007.ogg"),
+                    "-b:a", "128k", str(mp3)], check=True)  # fmt: skip
+    r = rtgenre("classify", "--json", str(mp3), str(tmp_path / "missing.mp3"))
+    assert json.loads(r.stdout)["genre"] == "metal"
+    assert r.stderr.strip().splitlines() == [f"rtgenre: error: {tmp_path / 'missing.mp3'}: no such file"]

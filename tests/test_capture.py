@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -50,20 +51,43 @@ def test_unknown_and_ambiguous_names_list_the_candidates():
         select_device("9", DEVICES)
 
 
-def listen(pulse, *args: str) -> subprocess.Popen:
-    """`rtgenre listen` on the private server, publishing on a port of its own."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    return subprocess.Popen(
-        [sys.executable, "-m", "rtgenre", "listen", "--device", "pulse", "--json", "--endpoint", endpoint, *args],
-        env=pulse.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Listening:
+    """`rtgenre listen` on the private server, publishing on a port of its own; its JSON lines read as they come."""
+
+    def __init__(self, pulse, *args: str):
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rtgenre", "listen", "--device", "pulse", "--json", "--endpoint", endpoint, *args],
+            env=pulse.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.msgs: list[dict] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=lambda: self.msgs.extend(map(json.loads, self.proc.stdout))),
+                         threading.Thread(target=lambda: self._err.extend(self.proc.stderr))]  # fmt: skip
+        for t in self._readers:
+            t.start()
+        wait_for(lambda: pulse.pactl("list", "short", "source-outputs").strip(), what="listen recording")
+
+    def wait_for(self, predicate, what: str) -> None:
+        wait_for(lambda: predicate(list(self.msgs)), what=what)
+
+    def finish(self, timeout: float = 60) -> tuple[list[dict], str]:
+        """Its messages and stderr once it has exited."""
+        self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(5)
+        return self.msgs, "".join(self._err)
 
 
-def messages(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines()]
+def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def sounding(msgs: list[dict]) -> int:
+    return sum(m["type"] == "window" and m["state"] == "genre" for m in msgs)
 
 
 def test_devices_lists_the_pulse_device(pulse):
@@ -73,13 +97,11 @@ def test_devices_lists_the_pulse_device(pulse):
 
 def test_listen_classifies_a_track_played_into_the_sink(pulse, data):
     track = data / "gtzan" / "classical" / "classical.00000.ogg"  # the model gets it right offline
-    proc = listen(pulse, "--duration", "14")
-    time.sleep(1.0)
+    listening = Listening(pulse, "--duration", "14")
     player = pulse.play(track)
-    out, err = proc.communicate(timeout=60)
+    msgs, err = listening.finish()
     player.kill()
-    assert proc.returncode == 0, err
-    msgs = messages(out)
+    assert listening.proc.returncode == 0, err
     windows = [m for m in msgs if m["type"] == "window" and m["state"] != "silence"]
     assert len(windows) >= 10
     late = windows[len(windows) // 2 :]
@@ -93,14 +115,14 @@ def test_listen_classifies_a_track_played_into_the_sink(pulse, data):
 
 
 def test_sigterm_stops_within_two_seconds_with_end_of_stream(pulse):
-    proc = listen(pulse)
-    time.sleep(4)
+    listening = Listening(pulse)
+    listening.wait_for(lambda msgs: msgs, "its first message")
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
+    listening.proc.send_signal(signal.SIGTERM)
+    msgs, _ = listening.finish(timeout=10)
     assert time.monotonic() - t0 < 2.0
-    assert proc.returncode == 0
-    eos = messages(out)[-1]
+    assert listening.proc.returncode == 0
+    eos = msgs[-1]
     assert eos["type"] == "eos" and eos["reason"] == "stopped"
 
 
@@ -125,19 +147,18 @@ def test_a_stalled_consumer_counts_its_overruns(pulse, bundle, classifier):
 
 def test_a_sound_server_restart_is_survived(pulse, data):
     track = data / "gtzan" / "classical" / "classical.00000.ogg"
-    proc = listen(pulse, "--duration", "22")
-    time.sleep(1.0)
+    listening = Listening(pulse, "--duration", "22")
     player = pulse.play(track)
-    time.sleep(5.0)
+    listening.wait_for(lambda msgs: sounding(msgs) >= 3, "classified windows before the restart")
     player.kill()
     pulse.stop()
-    time.sleep(2.0)
+    listening.wait_for(lambda msgs: any(m["type"] == "heartbeat" and m["source"]["state"] == "device lost"
+                                        for m in msgs), "the loss reported")  # fmt: skip
     pulse.start()
     player = pulse.play(track)
-    out, err = proc.communicate(timeout=60)
+    msgs, err = listening.finish()
     player.kill()
-    assert proc.returncode == 0, err
-    msgs = messages(out)
+    assert listening.proc.returncode == 0, err
     lost = [i for i, m in enumerate(msgs) if m["type"] == "heartbeat" and m["source"]["state"] == "device lost"]
     assert lost, "the loss of the device was not reported on the feed"
     after = [m for m in msgs[lost[0] :] if m["type"] == "window" and m["state"] == "genre"]

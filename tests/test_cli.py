@@ -1,14 +1,16 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 import zmq
-from helpers import rtgenre, rtgenre_here, tone, write_audio
+from helpers import rtgenre, rtgenre_here, tone, until_eos, write_audio
 
 from rtgenre.model import DEFAULT_MODEL
 
@@ -196,3 +198,64 @@ def test_the_live_view_says_where_it_publishes(music, endpoint):
     text = out.decode(errors="replace")
     assert f"publishing on {endpoint}; to follow it elsewhere: rtgenre subscribe --endpoint {endpoint}" in text
     assert "level nan" not in text and "genre" in text
+
+
+@pytest.mark.parametrize("weight", ["1e308", "-5", "nan"])
+def test_cli_lyrics_weight_is_range_checked(tmp_path, weight):
+    song = tmp_path / "song.txt"
+    song.write_text("la la la")
+    r = rtgenre("lyrics", "--stream", "a", "--weight", weight, "--endpoint", "tcp://127.0.0.1:9", str(song))
+    assert r.returncode == 2 and "0<=x<=1" in r.stderr
+
+
+def demote() -> list[str]:
+    """A command prefix under which root obeys file permissions (CI runs as root)."""
+    if os.geteuid() != 0:
+        return []
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_an_unreadable_file_is_reported_and_the_good_one_classified(tmp_path, music):
+    bad = tmp_path / "unreadable.wav"
+    shutil.copy(music, bad)
+    bad.chmod(0)
+    r = subprocess.run([*demote(), sys.executable, "-m", "rtgenre", "classify", str(music), str(bad)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["file"] == str(music)
+    assert r.stderr.strip() == f"rtgenre: error: {bad}: permission denied"
+
+
+def test_replay_ends_with_eos_when_the_file_fails_midway(tmp_path, endpoint):
+    y = (0.1 * np.random.default_rng(0).standard_normal(22050 * 4)).astype(np.float32)
+    y[22050 * 3] = np.nan
+    bad = write_audio(tmp_path / "nan.wav", y, 22050, subtype="FLOAT")
+    got = []
+    t = threading.Thread(target=until_eos, args=(endpoint, got, 15))
+    t.start()
+    r = rtgenre("replay", "--fast", "--json", "--wait", "5", "--endpoint", endpoint, str(bad))
+    t.join()
+    assert r.returncode == 1 and "NaN or infinite sample" in r.stderr
+    assert got[-1]["type"] == "eos" and got[-1]["reason"].startswith("error: ")
+
+
+def test_replay_ends_with_eos_on_sigterm(music, endpoint):
+    got = []
+    t = threading.Thread(target=until_eos, args=(endpoint, got, 10))
+    t.start()
+    cmd = [sys.executable, "-m", "rtgenre", "replay", "--json", "--wait", "5", "--endpoint", endpoint, str(music)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not any(m["type"] == "window" for m in got) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    t.join()
+    assert proc.returncode == 143 and "Traceback" not in err
+    assert got[-1]["type"] == "eos" and got[-1]["reason"] == "terminated"
+
+
+def test_a_one_sample_file_gets_no_genre(tmp_path):
+    f = write_audio(tmp_path / "one.wav", np.array([0.5], np.float32), 22050)
+    assert_one_line_error(rtgenre_here("classify", str(f)), "shorter than 0.5 s")

@@ -11,7 +11,7 @@ import subprocess
 import jsonschema
 import pytest
 from helpers import ROOT, free_port, rtgenre
-from test_daemon import Served, track
+from served import Served, track
 
 from rtgenre.messages import SCHEMA_FILE
 

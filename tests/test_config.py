@@ -2,6 +2,7 @@ import textwrap
 
 import pytest
 from helpers import rtgenre
+from test_cli import assert_one_line_error
 
 from rtgenre.config import ConfigError, load_config
 
@@ -80,3 +81,15 @@ def test_model_by_name_or_by_directory(tmp_path):
     assert load_config(write(tmp_path, "model: musicnn-gtzan\n" + GOOD)).model == "musicnn-gtzan"
     (tmp_path / "mine").mkdir()
     assert load_config(write(tmp_path, "model: mine\n" + GOOD)).model == str((tmp_path / "mine").resolve())
+
+
+def test_yaml_nested_thousands_deep_is_a_one_line_error(tmp_path):
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("streams: " + "[" * 5000 + "]" * 5000)
+    assert_one_line_error(rtgenre("serve", "--config", str(cfg)), "nested too deeply")
+
+
+def test_a_bad_stream_id_in_the_config_names_its_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("streams:\n  - id: ok\n    source: device\n  - id: 'bad id!'\n    source: device\n")
+    assert_one_line_error(rtgenre("serve", "--config", str(cfg)), f"{cfg}:4: streams[1].id: invalid stream id")

@@ -1,7 +1,6 @@
 """The real `rtgenre serve` process: many streams, reload, signals, restart, systemd notification."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -11,74 +10,12 @@ import time
 
 import pytest
 from helpers import free_port, rtgenre
+from served import Served, track
 
 from rtgenre.feed import request, subscribe
 from rtgenre.model import DEFAULT_MODEL
 
 pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
-
-
-class Served:
-    """A `rtgenre serve` child with its own ports, and a subscriber collecting its feed."""
-
-    def __init__(self, tmp_path, streams: list[dict], env: dict | None = None, web_port: int = 0,
-                 feed_port: int | None = None):  # fmt: skip
-        self.feed = f"tcp://127.0.0.1:{feed_port or free_port()}"
-        self.control = f"tcp://127.0.0.1:{free_port()}"
-        self.web_port = web_port
-        self.config = tmp_path / "config.yaml"
-        self.write(streams)
-        self.messages: list[tuple[str, dict]] = []
-        self._sub = threading.Thread(target=self._collect, daemon=True)
-        self._sub.start()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rtgenre", "serve", "--config", str(self.config)],
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.wait_ready()
-
-    def write(self, streams: list[dict]) -> None:
-        cfg = {"feed": {"endpoint": self.feed, "heartbeat": 0.5}, "control": {"endpoint": self.control},
-               "metrics": {"port": 0}, "web": {"port": self.web_port}, "streams": streams}  # fmt: skip
-        self.config.write_text(json.dumps(cfg))  # JSON is YAML
-
-    def _collect(self) -> None:
-        for item in subscribe(self.feed, timeout_s=30):
-            self.messages.append(item)
-
-    def wait_ready(self, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            try:
-                return request(self.control, {"cmd": "status"}, 0.5)
-            except Exception:
-                time.sleep(0.2)
-        raise AssertionError("the daemon never answered")
-
-    def status(self) -> dict:
-        return request(self.control, {"cmd": "status"}, 5)
-
-    def of(self, stream: str, kind: str | None = None) -> list[dict]:
-        return [m for s, m in list(self.messages) if s == stream and (kind is None or m["type"] == kind)]
-
-    def wait_for(self, predicate, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.1)
-
-    def stop(self) -> float:
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
-        return time.monotonic() - t0
-
-
-def track(data, genre: str, n: int = 0) -> str:
-    return str(sorted((data / "gtzan" / genre).glob("*.ogg"))[n])
 
 
 @pytest.fixture
@@ -132,14 +69,14 @@ def test_sighup_with_a_broken_config_keeps_the_old_one_running(three):
     three.wait_for(lambda: len(three.of("a", "window")) >= 1)
     three.config.write_text("streams:\n  - id: a\n    source: nowhere\n")
     three.proc.send_signal(signal.SIGHUP)
-    time.sleep(1.5)
+    three.wait_log("reload rejected")
     assert three.proc.poll() is None
     st = three.status()
     assert st["reloads"] == 0 and set(st["streams"]) == {"a", "b", "c"}
     before = len(three.of("a", "window"))
     three.wait_for(lambda: len(three.of("a", "window")) > before)
     three.stop()
-    assert "reload rejected" in three.proc.stderr.read()
+    assert "nowhere" in "".join(three.log)  # the log says why
 
 
 def test_a_failing_stream_is_reported_and_the_others_keep_going(tmp_path, data):
@@ -206,12 +143,18 @@ def test_metrics_endpoint_serves_the_same_figures(tmp_path, data):
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     d.wait_ready()
     d.wait_for(lambda: len(d.of("a", "window")) >= 2)
-    time.sleep(1.1)  # the metrics view refreshes once a second
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+    def windows_counted(text: str) -> float:
+        line = next((x for x in text.splitlines() if x.startswith('rtgenre_windows_total{stream="a"}')), "- 0")
+        return float(line.split()[-1])
+
+    def scraped() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+    d.wait_for(lambda: windows_counted(scraped()) >= 2)  # the metrics view refreshes once a second
+    text = scraped()
     d.stop()
     assert f'rtgenre_model_info{{model="{DEFAULT_MODEL.name}",provider="CPUExecutionProvider"}} 1.0' in text
-    windows = next(line for line in text.splitlines() if line.startswith('rtgenre_windows_total{stream="a"}'))
-    assert float(windows.split()[-1]) >= 2
     assert 'rtgenre_stream_up{stream="a"} 1.0' in text
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -318,3 +261,51 @@ def test_lyrics_for_a_live_stream_through_the_control_socket(three):
     assert r.returncode == 0 and r.stdout.strip() == "stream b: lyrics on"
     r = rtgenre("lyrics", "--stream", "zzz", "--endpoint", three.control, "--clear")
     assert r.returncode == 1 and r.stderr.strip() == "rtgenre: error: no running stream 'zzz'"
+
+
+def test_a_removed_stream_is_reported_ended(tmp_path, data):
+    d = Served(tmp_path, [{"id": "a", "source": "file", "path": track(data, "rock"), "loop": True},
+                          {"id": "b", "source": "file", "path": track(data, "jazz"), "loop": True}])  # fmt: skip
+    try:
+        d.wait_for(lambda: len(d.of("b", "window")) >= 1)
+        d.write([{"id": "a", "source": "file", "path": track(data, "rock"), "loop": True}])
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda: d.of("b", "eos"))
+        assert d.status()["streams"]["b"]["state"] == "ended"
+    finally:
+        d.stop()
+
+
+def test_a_url_that_accepts_and_never_sends_is_a_failed_stream(tmp_path, data):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:  # accepts every connection, reads the request, never answers
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/stream"
+    d = Served(tmp_path, [{"id": "good", "source": "file", "path": track(data, "pop"), "loop": True},
+                          {"id": "silent", "source": "url", "url": url, "stall_timeout": 1.0}])  # fmt: skip
+    try:
+        d.wait_for(lambda: any(m["source"].get("error") for m in d.of("silent", "heartbeat")), timeout=30)
+        hb = [m for m in d.of("silent", "heartbeat") if m["source"].get("error")][-1]
+        assert hb["source"]["state"] == "retrying" and "stalled" in hb["source"]["error"]
+        d.wait_for(lambda: len(held) >= 2, timeout=30)  # it reconnects after the backoff
+        d.wait_for(lambda: len(d.of("good", "window")) >= 3)  # and the other stream never noticed
+    finally:
+        stop.set()
+        d.stop()
+        server.close()
+        for s in held:
+            s.close()

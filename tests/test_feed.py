@@ -56,3 +56,26 @@ def test_malformed_endpoint(bad):
 def test_single_frame_topic_then_json():
     stream, msg = decode(b'genre.radio-1 {"v":1,"type":"heartbeat"}')
     assert stream == "radio-1" and msg["type"] == "heartbeat"
+
+
+def test_a_stuck_subscriber_costs_a_healthy_one_nothing(endpoint):
+    pub = Publisher(endpoint, hwm=50)
+    stuck = stuck_subscriber(endpoint, 50)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.extend(m["seq"] for _, m in subscribe(endpoint, timeout_s=3)))
+    t.start()
+    assert pub.wait_for_subscriber(3, count=2)
+    n = 4000
+    for i in range(n):  # 2000 messages a second of 1 kB: the stuck queue overflows within a second
+        pub.publish("s", "window", {"pad": "x" * 1000})
+        if i % 20 == 0:
+            time.sleep(0.01)
+    t.join()
+    received = 0
+    while stuck.poll(0):
+        stuck.recv()
+        received += 1
+    stuck.close(0)
+    pub.close()
+    assert got == list(range(n))  # no gap at all
+    assert received < n  # and the stuck one did lose

@@ -1,6 +1,7 @@
 """The lyric path: ONNX + `tokenizers` at run time against torch + transformers, and its use."""
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -9,7 +10,7 @@ import torch
 from helpers import rtgenre
 
 from rtgenre.errors import RtgenreError
-from rtgenre.lyrics import LyricModel, fuse, lyrics_beside, read_lyrics
+from rtgenre.lyrics import DEFAULT_LYRICS_MODEL, LyricModel, fuse, lyrics_beside, read_lyrics
 from training.fusion import FitConfig, MLPEncoder, Single, fit
 from training.lyrics import LyricEncoder, TopLayers
 from training.lyrics_export import LyricClassifier
@@ -92,3 +93,16 @@ def test_replay_fuses_lyrics_found_next_to_the_audio(data, tmp_path, endpoint):
     assert w["lyrics"] is True and w["probs"] != w["audio_probs"]
     assert json.loads(fused.stdout.splitlines()[-1])["lyrics"] is True
     assert json.loads(plain.stdout.splitlines()[-1])["lyrics"] is False
+
+
+def test_lyric_bundle_without_files_is_a_one_line_error(tmp_path, music):
+    copy = tmp_path / "lyrics"
+    shutil.copytree(DEFAULT_LYRICS_MODEL, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    del meta["files"]
+    (copy / "meta.json").write_text(json.dumps(meta))
+    from rtgenre.errors import ModelError
+    from rtgenre.lyrics import LyricModel
+
+    with pytest.raises(ModelError, match="no 'files' object"):
+        LyricModel(copy)

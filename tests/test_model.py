@@ -3,6 +3,8 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import rtgenre_here
+from test_cli import assert_one_line_error
 
 from rtgenre.errors import ModelError
 from rtgenre.model import DEFAULT_MODEL, Classifier, load_bundle, sha256_of
@@ -92,3 +94,21 @@ def test_require_gpu_without_cuda_is_an_error(bundle):
         pytest.skip("a working CUDA provider is present: nothing to refuse")
     with pytest.raises(ModelError, match="CUDA was required"):
         Classifier(bundle, "cuda")
+
+
+@pytest.mark.parametrize("meta", ["[]", "null", '"a string"', "3"])
+def test_meta_json_that_is_not_an_object(tmp_path, meta):
+    copy = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODEL, copy)
+    (copy / "meta.json").write_text(meta)
+    assert_one_line_error(rtgenre_here("classify", "--model", str(copy), "x.ogg"), "meta.json must be a JSON object")
+
+
+def test_filterbank_that_is_not_numpy_with_a_matching_sha(tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODEL, copy)
+    (copy / "filterbank.npy").write_bytes(b"not numpy at all")
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["files"]["filterbank.npy"] = __import__("hashlib").sha256(b"not numpy at all").hexdigest()
+    (copy / "meta.json").write_text(json.dumps(meta))
+    assert_one_line_error(rtgenre_here("classify", "--model", str(copy), "x.ogg"), "not a numpy array file")

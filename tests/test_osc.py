@@ -11,7 +11,7 @@ import pytest
 from helpers import rtgenre
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
-from test_daemon import Served, track
+from served import Served, track
 
 from rtgenre.config import load_config
 
@@ -70,6 +70,7 @@ def test_a_bad_target_is_one_line(tmp_path, music):
         load_config(cfg)
 
 
+@pytest.mark.slow  # a real daemon
 def test_a_served_stream_sends_osc_and_an_absent_receiver_costs_nothing(receiver, data, tmp_path):
     url, got = receiver
     d = Served(tmp_path, [

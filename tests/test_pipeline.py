@@ -74,3 +74,11 @@ def test_a_real_track_gets_its_genre(data, bundle, classifier):
     _, wins, eos = collect(bundle, classifier, FileSource(str(path), 22050, 5.0))
     assert eos["verdict"]["genre"] == "classical"
     assert len(wins) == 53  # 1293 frames, 129-frame windows every 22 frames
+
+
+def test_a_stream_that_never_got_audio_publishes_no_window(bundle):
+    from rtgenre.pipeline import StreamPipeline, StreamSettings
+
+    pipeline = StreamPipeline(bundle, StreamSettings())
+    assert pipeline.windows(final=True) == []
+    assert pipeline.verdict().state == "too short"

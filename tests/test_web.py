@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 from helpers import ROOT, free_port, rtgenre
-from test_daemon import Served, track
+from served import Served, track
 
 pytestmark = pytest.mark.slow  # real daemons, devices, browsers or installs: `make test-fast` skips them
 

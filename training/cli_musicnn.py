@@ -178,9 +178,14 @@ def fit_cmd(root, out, install, groups_file, base_spec, exclude_label, folds, ep
 @click.option("--recipes", default=",".join(thin.RECIPES), show_default=True, help="Comma-separated recipe names.")
 @click.option("--folds", default=5, show_default=True)
 @click.option("--fold-seeds", default=3, show_default=True, help="Artist-grouped CV repeated over this many splits.")
+@click.option("--limit", type=int, help="At most this many tracks per genre (tiny runs).")
+@click.option("--epochs", default=finetune.FinetuneConfig.epochs, show_default=True, type=click.IntRange(1))
+@click.option("--patches-per-epoch", default=finetune.FinetuneConfig.patches_per_epoch, show_default=True,
+              type=click.IntRange(1))  # fmt: skip
 @CACHE_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for THIN.md.")
-def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seeds, cache, out):
+def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seeds, limit, epochs, patches_per_epoch,
+             cache, out):  # fmt: skip
     """Score back-end recipes (sampling, augmentation, decision offsets) on the default's streamed rows by its own
     protocol: artist CV over fold splits, valid split, per-genre recall, thin-genre clip accuracy."""
     chosen = [name.strip() for name in recipes.split(",")]
@@ -189,16 +194,18 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     augments = {a for n in chosen for a in thin.RECIPES[n].augment}
     if "mix" in augments and not extra_root:
         raise click.BadParameter("the +mix recipe needs songs to mix in", param_hint="--extra")
-    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), None, cache, streamed=True)
+    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
-    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies)
+    budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
+    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, budget)
     rows = []
     for name in chosen:
         rows.append(thin.evaluate(material, thin.RECIPES[name], fold_seeds, folds, log))
         log(json.dumps(rows[-1]))
         note = (f"`rtgenre-train thin` on {len(run.tracks)} train + valid tracks: artist-grouped {folds}-fold CV "
-                f"over {fold_seeds} fold splits; the shipped recipe but for what a row changes.")  # fmt: skip
+                f"over {fold_seeds} fold splits; the shipped recipe ({epochs} epochs of {patches_per_epoch} "
+                "patches) but for what a row changes.")  # fmt: skip
         thin.write(out, rows, note)
 
 

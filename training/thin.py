@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class Material:
     feats: list[np.ndarray]
     backbone: object
     copies: dict[str, list[np.ndarray]]
+    budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # the shipped recipe's (every row the same)
 
 
 def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log) -> dict[str, list[np.ndarray]]:
@@ -107,7 +108,7 @@ def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
 def fit(m: Material, r: Recipe, idx: list[int], seed: int) -> Callable[[int], np.ndarray]:
     """The recipe fitted on tracks ``idx``: window probabilities of any track (by index)."""
     feats = [np.concatenate([m.feats[i], *(m.copies[a][i] for a in r.augment)]) for i in idx]
-    tail = finetune.fit(m.backbone, feats, [m.labels[i] for i in idx], finetune.FinetuneConfig(seed=seed),
+    tail = finetune.fit(m.backbone, feats, [m.labels[i] for i in idx], replace(m.budget, seed=seed),
                         track_weights=track_weights(m, idx, r))  # fmt: skip
     offsets = choose_offsets(m, r, idx, seed) if r.offsets else np.zeros(len(GENRES))
     return lambda i: shifted(finetune.probs(tail, m.feats[i]), offsets)
