@@ -10,7 +10,7 @@ DATA ?= ../shared/data
 FILE ?= $(DATA)/gtzan/metal/metal.00007.ogg
 ENDPOINT ?= tcp://127.0.0.1:5556
 
-.PHONY: demo test test-fast lint bench soak compare train transfer distill finetune ensemble quantize musicnn-reference screenshot install \
+.PHONY: demo test test-fast lint bench soak compare train transfer distill finetune thin ensemble quantize musicnn-reference screenshot install \
 	apt-runtime apt-test clean
 
 # install the Debian packages that are missing (PortAudio for capture; PulseAudio for the capture tests)
@@ -113,6 +113,12 @@ transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
 finetune: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training finetune --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
 	  --part backend --stream --out $(or $(OUT),models/musicnn-gtzan)
+
+# back-end recipes for the thin genres (sampling, audio augmentation, logit offsets) on the default's streamed rows,
+# artist CV over 3 fold splits and the valid split, into results/thin (about 35 min on one core, cached after)
+thin: $(VENV)/.dev $(MUSICNN_WHEEL)
+	$(PY) -m training thin --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --extra $(DATA)/extra \
+	  --wheel $(MUSICNN_WHEEL) --out results/thin
 
 # fine-tuned musicnn averaged with crnn2d (the fold checkpoints `make compare` leaves in .checkpoints/artist), by weight
 ensemble: $(VENV)/.dev $(MUSICNN_WHEEL)
