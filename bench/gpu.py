@@ -72,7 +72,7 @@ def real_windows(bundle, data: Path, n: int) -> np.ndarray:
     files = sorted((data / "gtzan").glob("*/*.ogg"))[::40]
     if not files:
         return np.random.default_rng(0).normal(-40, 15, (n, frames, bundle.input_width)).astype(np.float32)
-    mels = [rows_of(bundle, np.concatenate(list(FileSource(str(f), p.sample_rate, 30.0)))) for f in files]
+    mels = [rows_of(bundle, FileSource(str(f), p.sample_rate, 30.0).whole()) for f in files]
     starts = [(m, s) for m in mels for s in range(0, len(m) - frames, frames // 2)]
     return np.stack([m[s : s + frames] for m, s in starts[:n]]).astype(np.float32)
 
@@ -131,7 +131,7 @@ def streams(device: str, data: Path, hi: int) -> tuple:
     clf = Classifier(bundle, device)
     rate = bundle.meta.frontend.sample_rate
     files = sorted((data / "gtzan").glob("*/*.ogg"))[::50] or []
-    audio = [np.concatenate(list(FileSource(str(f), rate, 30.0))) for f in files] or [
+    audio = [FileSource(str(f), rate, 30.0).whole() for f in files] or [
         np.random.default_rng(0).normal(0, 0.1, 30 * rate).astype(np.float32)
     ]
     pub = Publisher("tcp://127.0.0.1:5599", hwm=100_000)

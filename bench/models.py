@@ -32,7 +32,7 @@ HOP_S = 0.5
 def frontend_ms_per_hop(bundle, audio: Path) -> tuple[float, float]:
     """Milliseconds per hop of the streaming front end, and of the streaming encoder (0 without one)."""
     rate = bundle.meta.frontend.sample_rate
-    y = np.concatenate(list(FileSource(str(audio), rate, block_seconds=30.0)))
+    y = FileSource(str(audio), rate, block_seconds=30.0).whole()
     hop = int(HOP_S * rate)
     stream, encoder = bundle.frontend().stream(), bundle.stream_encoder()
     blocks = [y[i : i + hop] for i in range(0, len(y) - hop, hop)]

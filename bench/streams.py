@@ -85,7 +85,7 @@ def main() -> None:
     clf = Classifier(bundle, "cpu", threads=1)
     model = baseline_model(bundle)
     files = tracks(args.data, 8)
-    audio = [np.concatenate(list(FileSource(str(f), 22050, 30.0))) for f in files]
+    audio = [FileSource(str(f), 22050, 30.0).whole() for f in files]
     pub = Publisher("tcp://127.0.0.1:5598", hwm=10_000)
     ours = sustained(lambda n: step_times(bundle, clf, pub, audio, n).mean(), 1, 2000)
     naive = sustained(lambda n: naive_step_time(bundle, model, audio, n), 1, 2000)

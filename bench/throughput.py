@@ -103,7 +103,7 @@ def rtgenre_latency(bundle, clf, files, endpoint: str) -> tuple[np.ndarray, np.n
     hop = int(bundle.meta.hop_s * 22050)
     sent = {}
     for f in files:
-        y = np.concatenate(list(FileSource(str(f), 22050, 30.0)))
+        y = FileSource(str(f), 22050, 30.0).whole()
         for s in range(0, len(y), hop):
             pipe.feed(y[s : s + hop])
             wins = pipe.windows()

@@ -157,6 +157,10 @@ class FileSource(ClocklessSource):
             if self._scratch is not None:
                 self._scratch.close()
 
+    def whole(self) -> np.ndarray:
+        """Every block at once: a whole track, for training and benchmarks (a stream iterates instead)."""
+        return np.concatenate(list(self))
+
     def _decoding(self) -> AbstractContextManager:
         return _quiet_mpg123(self.path, self._scratch) if self._scratch is not None else nullcontext()
 

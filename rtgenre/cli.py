@@ -415,16 +415,23 @@ def schema_cmd():
 def models_cmd(as_json):
     """The models `--model NAME` takes: the shipped ones and your own (in $RTGENRE_MODELS, default
     ~/.local/share/rtgenre/models): name, honest accuracy, cost per window and size."""
-    rows = []
+    rows, broken = [], 0
     for path in named_models().values():
         try:
             rows.append(model_summary(load_bundle(path)))
-        except ModelError as e:  # one broken bundle of the user's does not hide the others
-            click.echo(f"rtgenre: {e}", err=True)
+        except ModelError as e:  # one broken bundle of the user's does not hide the others; the exit code says so
+            click.echo(f"rtgenre: error: {e}", err=True)
+            broken += 1
     if as_json:
         for row in rows:
             print_json(row)
-        return
+    else:
+        models_table(rows)
+    if broken:
+        sys.exit(1)
+
+
+def models_table(rows: list[dict]) -> None:
     click.echo(f"{'name':<18} {'labels':<7} {'CV track acc':<22} {'valid':<6} {'ms/window':<10} {'× real time':<12} "
                "size")  # fmt: skip
     for r in rows:

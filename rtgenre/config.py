@@ -13,6 +13,7 @@ import yaml
 
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
+from .limits import limits
 from .model import available_models, check_hop
 from .osc import parse_osc_url
 from .pipeline import StreamSettings
@@ -28,21 +29,17 @@ class ConfigError(RtgenreError):
     pass
 
 
-def _range(lo: float | None = None, hi: float | None = None, choices: tuple = ()) -> dict:
-    return {"lo": lo, "hi": hi, "choices": choices}
-
-
 @dataclass(frozen=True, kw_only=True)
 class StreamSection(StreamSettings):
     """One entry of `streams:`: the pipeline's settings (id, window, hop, smoothing), its source and pacing."""
 
-    source: str = field(metadata=_range(choices=SOURCES))
+    source: str = field(metadata=limits(choices=SOURCES))
     device: str = "mic"  # source: device
     path: str | None = None  # source: file
     loop: bool = False  # source: file
-    speed: float = field(default=1.0, metadata=_range(0.1, 100.0))  # source: file, × real time
+    speed: float = field(default=1.0, metadata=limits(0.1, 100.0))  # source: file, × real time
     url: str | None = None  # source: url (decoded by ffmpeg)
-    stall_timeout: float = field(default=10.0, metadata=_range(1.0, 600.0))  # source: url, s without audio = failed
+    stall_timeout: float = field(default=10.0, metadata=limits(1.0, 600.0))  # source: url, s without audio = failed
     osc: list[str] = field(default_factory=list, metadata={"check": parse_osc_url})  # OSC targets, this stream
 
 
@@ -51,8 +48,8 @@ class FeedSection:
     """`feed:`: where the ZeroMQ publisher binds, its queue depth, heartbeat and CurveZMQ keys."""
 
     endpoint: str = DEFAULT_ENDPOINT
-    hwm: int = field(default=1000, metadata=_range(1, 1_000_000))
-    heartbeat: float = field(default=1.0, metadata=_range(0.1, 60))
+    hwm: int = field(default=1000, metadata=limits(1, 1_000_000))
+    heartbeat: float = field(default=1.0, metadata=limits(0.1, 60))
     curve_secret_key: str | None = None  # enables CurveZMQ: this server's secret key file
     curve_authorized_keys: str | None = None  # directory of client public keys allowed to subscribe
     connect: list[str] = field(default_factory=list)  # rtgenre proxy frontends to publish to as well
@@ -70,7 +67,7 @@ class MetricsSection:
     """`metrics:`: the Prometheus endpoint (port 0 turns it off)."""
 
     address: str = "127.0.0.1"
-    port: int = field(default=9108, metadata=_range(0, 65535))  # 0 disables the endpoint
+    port: int = field(default=9108, metadata=limits(0, 65535))  # 0 disables the endpoint
 
 
 @dataclass(frozen=True)
@@ -78,8 +75,8 @@ class WebSection:
     """`web:`: the live page and its upload form (port 0 turns it off)."""
 
     address: str = "127.0.0.1"
-    port: int = field(default=DEFAULT_PORT, metadata=_range(0, 65535))
-    max_upload_mb: float = field(default=100.0, metadata=_range(0.001, 10_000.0))
+    port: int = field(default=DEFAULT_PORT, metadata=limits(0, 65535))
+    max_upload_mb: float = field(default=100.0, metadata=limits(0.001, 10_000.0))
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ class LyricsSection:
     """`lyrics:`: the lyric model and the weight of lyrics as evidence; the range is the one every entrance checks."""
 
     model: str | None = None  # lyric model bundle; None: the shipped models/lyrics-minilm
-    weight: float = field(default=0.5, metadata=_range(0.0, 1.0))  # 0 ignores lyrics, 1 trusts them fully
+    weight: float = field(default=0.5, metadata=limits(0.0, 1.0))  # 0 ignores lyrics, 1 trusts them fully
 
 
 @dataclass(frozen=True)
@@ -96,8 +93,8 @@ class ServeConfig:
 
     streams: list[StreamSection]
     model: str | None = None  # a shipped model's name (rtgenre models) or a bundle directory; None: the default
-    provider: str = field(default="auto", metadata=_range(choices=("auto", "cpu", "cuda")))
-    threads: int = field(default=1, metadata=_range(1, 256))
+    provider: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))
+    threads: int = field(default=1, metadata=limits(1, 256))
     feed: FeedSection = field(default_factory=FeedSection)
     control: ControlSection = field(default_factory=ControlSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)

@@ -17,6 +17,7 @@ import numpy as np
 from .audio import Source
 from .feed import Publisher, check_stream_id
 from .latency import Histogram, Recent, percentile_ms
+from .limits import limits
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
@@ -33,8 +34,8 @@ class StreamSettings:
     (``config.StreamSection``) is one, with its source: the config loader enforces the bounds given here."""
 
     id: str = "default"
-    window: float | None = field(default=None, metadata={"lo": MIN_WINDOW_S, "hi": MAX_WINDOW_S})
-    hop: float | None = field(default=None, metadata={"lo": MIN_HOP_S, "hi": MAX_WINDOW_S})
+    window: float | None = field(default=None, metadata=limits(MIN_WINDOW_S, MAX_WINDOW_S))
+    hop: float | None = field(default=None, metadata=limits(MIN_HOP_S, MAX_WINDOW_S))
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     audio_buffer_s: float = field(default=10.0, metadata={"config": False})  # not a config key
 

@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .limits import limits
 from .messages import GENRE, SILENCE, UNCERTAIN, SmoothedState
-
-
-def _range(lo: float, hi: float) -> dict:
-    """The bounds the config loader enforces on a setting (``config.py`` reads them)."""
-    return {"lo": lo, "hi": hi}
 
 
 @dataclass(frozen=True)
@@ -25,11 +21,11 @@ class SmoothingConfig:
     """The smoother's settings, as a stream's `smoothing:` in the config names them: time constant, hysteresis
     margin, confidence floor and the silence gate."""
 
-    time_constant: float = field(default=3.0, metadata=_range(0.01, 600))  # s, the EMA's time constant
-    switch_margin: float = field(default=0.1, metadata=_range(0.0, 1.0))  # a challenger must lead by this much
-    min_confidence: float = field(default=0.4, metadata=_range(0.0, 1.0))  # below this the state is "uncertain"
-    silence_dbfs: float = field(default=-60.0, metadata=_range(-120.0, 0.0))  # windows quieter are silence
-    silence_reset: float = field(default=3.0, metadata=_range(0.0, 3600))  # s of silence that forget the average
+    time_constant: float = field(default=3.0, metadata=limits(0.01, 600))  # s, the EMA's time constant
+    switch_margin: float = field(default=0.1, metadata=limits(0.0, 1.0))  # a challenger must lead by this much
+    min_confidence: float = field(default=0.4, metadata=limits(0.0, 1.0))  # below this the state is "uncertain"
+    silence_dbfs: float = field(default=-60.0, metadata=limits(-120.0, 0.0))  # windows quieter are silence
+    silence_reset: float = field(default=3.0, metadata=limits(0.0, 3600))  # s of silence that forget the average
 
 
 @dataclass(frozen=True)

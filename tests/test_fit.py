@@ -1,6 +1,7 @@
 """`rtgenre-train fit`: a user's own labels, from label folders of real tracks to a bundle the runtime serves."""
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -155,3 +156,13 @@ def test_an_audio_file_is_not_a_label(tmp_path):
     write_audio(tmp_path / "stray.wav", np.zeros(100, np.float32), 22050)
     with pytest.raises(CollectionError, match="found none with audio files"):
         scan(tmp_path)
+
+
+def test_a_broken_bundle_of_yours_is_named_and_the_others_still_listed(tmp_path):
+    broken = tmp_path / "models" / "mine"
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    (broken / "meta.json").write_text("{}")
+    r = rtgenre("models", env={**os.environ, "RTGENRE_MODELS": str(tmp_path / "models")})
+    assert r.returncode == 1 and "musicnn-gtzan" in r.stdout
+    assert r.stderr.startswith(f"rtgenre: error: model bundle {broken}: meta.json: invalid")

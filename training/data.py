@@ -141,7 +141,7 @@ def track_mel(track: Track, frontend: MelFrontend, cache_dir: Path | None) -> np
     if cached is not None and cached.is_file():
         return np.load(cached)
     try:
-        y = np.concatenate(list(FileSource(str(track.path), frontend.params.sample_rate, block_seconds=30.0)))
+        y = FileSource(str(track.path), frontend.params.sample_rate, block_seconds=30.0).whole()
     except AudioError as e:
         raise AudioError(f"training data: {e}") from None
     mel = frontend.mel(y)

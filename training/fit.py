@@ -58,8 +58,8 @@ def _key(path: Path, base: Base) -> str:
 def _pooled(path: Path, base: Base) -> tuple[np.ndarray, int]:
     """The pooled windows of a file's streamed rows, and how many rows."""
     frontend = base.bundle.frontend()
-    source = FileSource(str(path), frontend.params.sample_rate, block_seconds=30.0)
-    rows = base.bundle.stream_encoder().whole(frontend.mel(np.concatenate(list(source))))
+    y = FileSource(str(path), frontend.params.sample_rate, block_seconds=30.0).whole()
+    rows = base.bundle.stream_encoder().whole(frontend.mel(y))
     return stream.pooled(rows), len(rows)
 
 

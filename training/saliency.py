@@ -43,7 +43,7 @@ def plot_tracks(tracks: list[Path], out: Path, model: Path | None = None) -> Non
     n = bundle.meta.frontend.frames(bundle.meta.window_s)
     fig, axes = plt.subplots(2, len(tracks), figsize=(3.2 * len(tracks), 5.5), squeeze=False)
     for j, path in enumerate(tracks):
-        y = np.concatenate(list(FileSource(str(path), bundle.meta.frontend.sample_rate, 30.0)))
+        y = FileSource(str(path), bundle.meta.frontend.sample_rate, 30.0).whole()
         mel = fe.mel(y)
         window = mel[len(mel) // 2 : len(mel) // 2 + n]  # a window from the middle of the track
         top, heat = occlusion(clf, window)

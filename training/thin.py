@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -74,7 +75,7 @@ def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log)
     spec = stream.encoder_spec(run.model.backbone, float(run.model.norm.reference))
 
     def audio(track: Track) -> np.ndarray:
-        return np.concatenate(list(FileSource(str(track.path), rate, block_seconds=30.0)))
+        return FileSource(str(track.path), rate, block_seconds=30.0).whole()
 
     songs = [audio(t) for t in extra] if "mix" in names else []
     out = {}
@@ -100,7 +101,9 @@ def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
     w = np.array([r.clip_weight if m.tracks[i].kind == "clip" else 1.0 for i in idx])
     if r.weighting == "artist":
         artists = [f"{m.labels[i]}|{m.tracks[i].artist}" for i in idx]
-        count = {a: sum(w[j] for j, b in enumerate(artists) if b == a) for a in set(artists)}
+        count = defaultdict(float)
+        for a, weight in zip(artists, w, strict=True):
+            count[a] += weight
         w = w / np.array([count[a] for a in artists])
     return w
 
@@ -124,7 +127,7 @@ def shifted(p: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def choose_offsets(m: Material, r: Recipe, idx: list[int], seed: int) -> np.ndarray:
     """Per-genre logit offsets maximising balanced track accuracy of an inner artist CV on ``idx`` alone."""
-    inner = Recipe(r.name, r.weighting, r.augment, r.clip_weight, offsets=False)
+    inner = replace(r, offsets=False)
     sub = [m.tracks[i] for i in idx]
     fold = folds_of(sub, INNER_FOLDS, seed, "artist")
     oof = out_of_fold(fold, lambda k: fit(m, inner, [idx[j] for j in k], seed),
