@@ -152,6 +152,6 @@ def saliency_cmd(tracks, out, model):
 
 
 for command in (cli_musicnn.transfer_cmd, cli_musicnn.finetune_cmd, cli_musicnn.fit_cmd, cli_musicnn.thin_cmd,
-                cli_musicnn.ensemble_cmd, cli_lyrics.fusion_cmd, cli_lyrics.fusion_mel_cmd,
+                cli_musicnn.ensemble_cmd, cli_musicnn.refold_cmd, cli_lyrics.fusion_cmd, cli_lyrics.fusion_mel_cmd,
                 cli_lyrics.lyrics_model_cmd):  # fmt: skip
     main.add_command(command)

@@ -1,5 +1,6 @@
 """The commands whose models stand on musicnn: `transfer`, `finetune`, `fit` (your own labels), `thin` (the
-thin genres' recipes) and `ensemble`; each maps its options onto a recipe's config."""
+thin genres' recipes), `ensemble` and `refold` (an older bundle's encoder in today's graph form); each maps
+its options onto a recipe's config."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .folders import CollectionError, scan
 from .musicnn_run import MusicnnRun, finetune_recipe, transfer_recipe
 from .options import CACHE_OPTION, CLIPS_OPTION, DATA_OPTION, WHEEL_OPTION, musicnn_options
 from .protocol import load_collection, log
+from .refold import refold
 
 
 @click.command(name="transfer", short_help="A genre head on the frozen pretrained musicnn.")
@@ -237,3 +239,16 @@ def ensemble_cmd(data_root, clips_root, checkpoints, wheel, folds, fold_seeds, c
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     click.echo(json.dumps(result))
+
+
+@click.command(name="refold", short_help="Rewrite a bundle's encoder folded and batched (same rows).")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@WHEEL_OPTION
+@CACHE_OPTION
+def refold_cmd(bundle, wheel, cache):
+    """Rewrite BUNDLE's encoder.onnx with its constant front-end maps folded into the mid-end and a batch axis
+    (one call steps every stream), after checking that a stream gets the same rows from both graphs."""
+    try:
+        click.echo(json.dumps(refold(bundle, wheel or transfer.fetch_wheel(cache / "wheels"))))
+    except ModelError as e:
+        raise click.ClickException(str(e)) from None

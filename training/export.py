@@ -96,7 +96,7 @@ def write_bundle(
             extra = {
                 **extra,
                 "encoder_parity_max_rel_diff": export_step(
-                    model.backbone, out / "encoder.onnx", params.frames(hop_s), model.columns
+                    model.backbone, out / "encoder.onnx", params.frames(hop_s), model.columns is not None
                 ),
             }
         else:

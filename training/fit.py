@@ -59,7 +59,7 @@ def _pooled(path: Path, base: Base) -> tuple[np.ndarray, int]:
     """The pooled windows of a file's streamed rows, and how many rows."""
     frontend = base.bundle.frontend()
     y = FileSource(str(path), frontend.params.sample_rate, block_seconds=30.0).whole()
-    rows = base.bundle.stream_encoder().whole(frontend.mel(y))
+    rows = base.bundle.stream_encoder().whole(frontend.mel(y))[0]
     return stream.pooled(rows), len(rows)
 
 

@@ -37,8 +37,11 @@ class Pruned(musicnn.Timbral):
     def channels(self) -> int:
         return len(self.order)
 
+    def kept_maps(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, kept, T')
+        return super().maps(x)
+
     def maps(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, T, F) -> (B, C, T'), C as before pruning
-        kept = super().maps(x)
+        kept = self.kept_maps(x)
         constant = torch.zeros_like(kept[:, :1]) + self.constant[None, :, None]  # no shape arithmetic: exports
         return torch.cat([kept, constant], dim=1).index_select(1, self.order)
 

@@ -14,6 +14,7 @@ in training alike, so the features a model learns from are the ones it is served
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -30,7 +32,7 @@ from rtgenre.encoder import EncoderSpec, StreamEncoder
 
 from . import musicnn, transfer
 from .data import Track
-from .prune import varying_columns
+from .prune import Pruned, varying_columns
 from .timing import cpu_session, ms_per_run
 
 # mel frames of context a new frame's front-end maps need (the 128-frame temporal filter, TF "same")
@@ -39,13 +41,24 @@ MID = 9  # front-end frames each side of a mid-end output (three 7-frame convolu
 WINDOW_FRAMES = musicnn.PATCH_FRAMES
 EVAL_HOP_FRAMES = musicnn.PARAMS.frames(transfer.EVAL_HOP_S)
 HOP_FRAMES = musicnn.PARAMS.frames(0.5)  # new frames a step takes at the runtime's default hop
+PRUNING_KEY = "rtgenre.pruning"  # a folded graph's metadata: its blocks' kept filters and constants
 PARITY_RTOL = 1e-5  # torch against ONNX Runtime, relative to the rows' largest value
 
 
-def _valid(block: musicnn.Timbral, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """A front-end block without padding over ``x`` cropped to what its kernel needs: (B, 1, T, F) -> (B, C, T')."""
-    pad_l, pad_r = block.pad
-    return block.maps(x[:, :, left - pad_l : -(right - pad_r) or None])  # constant offsets: any length exports
+def _valid(maps: Callable[[torch.Tensor], torch.Tensor], pad: tuple[int, int], x: torch.Tensor, left: int,
+           right: int) -> torch.Tensor:  # fmt: skip
+    """A front-end block's ``maps`` without padding over ``x`` cropped to what its kernel needs: (B, 1, T, F) ->
+    (B, C, T')."""
+    pad_l, pad_r = pad
+    return maps(x[:, :, left - pad_l : -(right - pad_r) or None])  # constant offsets: any length exports
+
+
+def _midend(m: musicnn.MidEnd, maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> list[torch.Tensor]:
+    """The mid-end without padding over front-end ``maps`` (its first convolution's ``weight`` and ``bias`` given)."""
+    h1 = m.bns[0](torch.relu(conv1d(maps, weight, bias)))
+    h2 = m.bns[1](torch.relu(conv1d(h1, m.convs[1].weight, m.convs[1].bias))) + h1[:, :, 3:-3]
+    h3 = m.bns[2](torch.relu(conv1d(h2, m.convs[2].weight, m.convs[2].bias))) + h2[:, :, 3:-3]
+    return [h1[:, :, 6:-6], h2[:, :, 3:-3], h3]
 
 
 class Step(nn.Module):
@@ -64,16 +77,63 @@ class Step(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = self.backbone
         h = b.input_bn(x.unsqueeze(1))
-        front = torch.cat([_valid(block, h, LEFT, RIGHT) for block in b.frontend], dim=1)  # (1, 561, n)
+        front = torch.cat([_valid(block.maps, block.pad, h, LEFT, RIGHT) for block in b.frontend], dim=1)  # (1, 561, n)
         maps = torch.cat([context.transpose(1, 2), front], dim=2)  # (1, 561, n + 2·MID)
-        m = b.midend
-        h1 = m.bns[0](torch.relu(conv1d(maps, m.convs[0].weight, m.convs[0].bias)))
-        h2 = m.bns[1](torch.relu(conv1d(h1, m.convs[1].weight, m.convs[1].bias))) + h1[:, :, 3:-3]
-        h3 = m.bns[2](torch.relu(conv1d(h2, m.convs[2].weight, m.convs[2].bias))) + h2[:, :, 3:-3]
-        rows = torch.cat([maps[:, :, MID:-MID], h1[:, :, 6:-6], h2[:, :, 3:-3], h3], dim=1)
+        first = b.midend.convs[0]
+        rows = torch.cat([maps[:, :, MID:-MID], *_midend(b.midend, maps, first.weight, first.bias)], dim=1)
         if self.columns is not None:
             rows = rows.index_select(1, self.columns)
         return front.transpose(1, 2), rows.transpose(1, 2)
+
+
+class FoldedStep(nn.Module):
+    """``Step`` of a pruned backbone as shipped: only the varying rows, and only the varying front maps as state.
+
+    A pruned filter's map is a constant, so its share of the mid-end's first convolution is too, except where
+    the context is the silence before the stream (zeros in the state, not the constant). One more state
+    channel says which frames are real (1; 0 before the stream), and its weights are the constants' share:
+    the same rows as ``Step`` with the varying columns, with a ninth of the state and of that convolution.
+    (B, n + LEFT + RIGHT, 96), (B, 2·MID, kept + 1) -> (B, n, kept + 1), (B, n, width); any batch."""
+
+    def __init__(self, backbone: musicnn.Musicnn):
+        super().__init__()
+        self.backbone = backbone
+        columns, constants = varying_columns(backbone)
+        n_front = sum(block.channels for block in backbone.frontend)
+        fixed = np.flatnonzero(~np.isnan(constants[:n_front]))
+        first = backbone.midend.convs[0]
+        with torch.no_grad():
+            real = (first.weight[:, fixed] * torch.from_numpy(constants[fixed].astype(np.float32))[:, None]).sum(1)
+            weight = torch.cat([first.weight[:, columns[columns < n_front]], real[:, None]], dim=1)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", first.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.backbone
+        h = b.input_bn(x.unsqueeze(1))
+        front = torch.cat([_valid(kept_maps(block), block.pad, h, LEFT, RIGHT) for block in b.frontend], dim=1)
+        front = torch.cat([front, torch.ones_like(front[:, :1])], dim=1)  # (B, kept + 1, n): these frames are real
+        maps = torch.cat([context.transpose(1, 2), front], dim=2)
+        rows = torch.cat([maps[:, :-1, MID:-MID], *_midend(b.midend, maps, self.weight, self.bias)], dim=1)
+        return front.transpose(1, 2), rows.transpose(1, 2)
+
+
+def kept_maps(block: musicnn.Timbral) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A block's maps that vary: a pruned block's kept filters, every filter of another."""
+    return block.kept_maps if isinstance(block, Pruned) else block.maps
+
+
+def pruning(backbone: musicnn.Musicnn) -> list[dict]:
+    """Per front-end block, the filters a folded step computes and the others' constants: what its graph carries
+    for ``base.py`` (the graph itself no longer holds the constant maps)."""
+    out = []
+    for block in backbone.frontend:
+        if isinstance(block, Pruned):
+            kept = np.argsort(block.order.numpy())[: len(block.conv.weight)]
+            out.append({"kept": kept.tolist(), "dropped": block.dropped.tolist(), "constant": block.constant.tolist()})
+        else:
+            out.append({"kept": list(range(block.channels)), "dropped": [], "constant": []})
+    return out
 
 
 class StreamModel(nn.Module):
@@ -117,7 +177,9 @@ class StreamModel(nn.Module):
             narrow_dense.weight.copy_(dense.weight[:, keep])
             narrow_dense.bias.copy_(dense.bias + dense.weight[:, fixed] @ scaled)
         b.pool_bn, b.dense = narrow_bn, narrow_dense
-        return StreamModel(b, self.head, replace(self.spec, width=len(columns)), columns).eval()
+        n_front = sum(block.channels for block in b.frontend)
+        spec = replace(self.spec, width=len(columns), front_width=int((columns < n_front).sum()) + 1)  # FoldedStep's
+        return StreamModel(b, self.head, spec, columns).eval()
 
 
 def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
@@ -128,25 +190,35 @@ def encoder_spec(backbone: musicnn.Musicnn, reference: float) -> EncoderSpec:
                        level_frames=WINDOW_FRAMES)  # fmt: skip
 
 
-def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES,
-                columns: np.ndarray | None = None) -> float:  # fmt: skip
-    """Write the step graph (passing on ``columns`` of its rows) to ``path``; returns the largest |torch - ONNX
-    Runtime| over steps of 1 and ``frames``, relative to the largest value (rows reach tens)."""
-    step = Step(backbone, columns).eval()
-    n_mels, front = musicnn.PARAMS.n_mels, sum(b.channels for b in backbone.frontend)
-    context = torch.zeros(1, 2 * MID, front)
+def step_module(backbone: musicnn.Musicnn, narrow: bool) -> nn.Module:
+    """The encoder step a bundle runs: all rows (``Step``), or a narrowed model's (``FoldedStep``)."""
+    return (FoldedStep(backbone) if narrow else Step(backbone)).eval()
+
+
+def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES, narrow: bool = False) -> float:
+    """Write the step graph (``step_module``) to ``path``, with a batch axis (one call steps many streams); returns
+    the largest |torch - ONNX Runtime| over steps of 1 and ``frames`` frames of 1 and 3 streams, relative to the
+    largest value (rows reach tens). A folded graph carries its ``pruning`` in its metadata."""
+    step = step_module(backbone, narrow)
+    n_mels = musicnn.PARAMS.n_mels
+    front = FoldedStep(backbone).weight.shape[1] if narrow else sum(b.channels for b in backbone.frontend)
+    axes = {"x": {0: "batch", 1: "frames"}, "context": {0: "batch"}, "front": {0: "batch", 1: "new"},
+            "rows": {0: "batch", 1: "new"}}  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(step, (torch.zeros(1, frames + LEFT + RIGHT, n_mels), context), str(path),
-                          input_names=["x", "context"], output_names=["front", "rows"],
-                          dynamic_axes={"x": {1: "frames"}, "front": {1: "new"}, "rows": {1: "new"}},
+        torch.onnx.export(step, (torch.zeros(2, frames + LEFT + RIGHT, n_mels), torch.zeros(2, 2 * MID, front)),
+                          str(path), input_names=["x", "context"], output_names=["front", "rows"], dynamic_axes=axes,
                           opset_version=17, dynamo=False)  # fmt: skip
+    if narrow:
+        graph = onnx.load(str(path))
+        onnx.helper.set_model_props(graph, {PRUNING_KEY: json.dumps(pruning(backbone))})
+        onnx.save(graph, str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     worst = 0.0
-    for n in (1, frames):
-        x = rng.uniform(0, 3, (1, n + LEFT + RIGHT, n_mels)).astype(np.float32)
-        ctx = rng.uniform(0, 1, context.shape).astype(np.float32)
+    for n, batch in ((1, 1), (frames, 1), (frames, 3)):
+        x = rng.uniform(0, 3, (batch, n + LEFT + RIGHT, n_mels)).astype(np.float32)
+        ctx = rng.uniform(0, 1, (batch, 2 * MID, front)).astype(np.float32)
         with torch.no_grad():
             ref = step(torch.from_numpy(x), torch.from_numpy(ctx))
         got = session.run(None, {"x": x, "context": ctx})
@@ -157,26 +229,26 @@ def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES,
     return worst
 
 
-def step_ms(path: Path, frames: int = HOP_FRAMES, seconds: float = 2.0) -> float:
-    """Milliseconds of one encoder step over ``frames`` new frames, ONNX Runtime on one thread."""
+def step_ms(path: Path, frames: int = HOP_FRAMES, seconds: float = 2.0, batch: int = 1) -> float:
+    """Milliseconds of one encoder call stepping ``batch`` streams ``frames`` new frames, ONNX Runtime on one thread."""
     session = cpu_session(path)
-    feed = {"x": np.zeros((1, frames + LEFT + RIGHT, musicnn.PARAMS.n_mels), np.float32),
-            "context": np.zeros([1, 2 * MID, session.get_inputs()[1].shape[2]], np.float32)}  # fmt: skip
+    feed = {"x": np.zeros((batch, frames + LEFT + RIGHT, musicnn.PARAMS.n_mels), np.float32),
+            "context": np.zeros([batch, 2 * MID, session.get_inputs()[1].shape[2]], np.float32)}  # fmt: skip
     return ms_per_run(session, feed, seconds)
 
 
 class Encoder:
     """A backbone's streaming encoder, exported once and run through the runtime's own ``StreamEncoder``."""
 
-    def __init__(self, backbone: musicnn.Musicnn, spec: EncoderSpec, columns: np.ndarray | None = None):
+    def __init__(self, backbone: musicnn.Musicnn, spec: EncoderSpec, narrow: bool = False):
         self.spec = spec
         with tempfile.TemporaryDirectory() as d:
-            export_step(backbone, Path(d) / "encoder.onnx", columns=columns)
+            export_step(backbone, Path(d) / "encoder.onnx", narrow=narrow)
             self._session = cpu_session(Path(d) / "encoder.onnx")
 
     def rows(self, mel: np.ndarray) -> np.ndarray:
         """A whole track's feature rows, as a stream of it gets them."""
-        return StreamEncoder(self.spec, self._session, mel.shape[1]).whole(mel)
+        return StreamEncoder(self.spec, self._session, mel.shape[1]).whole(mel)[0]
 
 
 def pooled(rows: np.ndarray) -> np.ndarray:
@@ -207,7 +279,7 @@ def track_features(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Tr
 def predict(model: StreamModel, mels: list[np.ndarray]) -> list[np.ndarray]:
     """Window probabilities (1.5 s hop) of every track: streamed rows, then the window model."""
     model.eval()
-    encoder = Encoder(model.backbone, model.spec, model.columns)
+    encoder = Encoder(model.backbone, model.spec, model.columns is not None)
     out = []
     for mel in mels:
         x = torch.from_numpy(transfer.patches(encoder.rows(mel), WINDOW_FRAMES, EVAL_HOP_FRAMES))
