@@ -63,7 +63,7 @@ def cuda_unready() -> str | None:
 def rows_of(bundle, y: np.ndarray) -> np.ndarray:
     """The model's input rows of a whole signal: log-mel frames, or its streaming encoder's feature rows."""
     mel, encoder = bundle.frontend().mel(y), bundle.stream_encoder()
-    return mel if encoder is None else encoder.whole(mel)
+    return mel if encoder is None else encoder.whole(mel)[0]
 
 
 def real_windows(bundle, data: Path, n: int) -> np.ndarray:

@@ -73,7 +73,7 @@ class Model:
         else:
             source = FileSource(os.fspath(audio), rate, BLOCK_S)
         pipeline = StreamPipeline(self.bundle, StreamSettings(window=window_s, hop=hop_s), None,
-                                  self.classifier.provider)  # fmt: skip
+                                  self.classifier.provider, whole_file=True)  # fmt: skip
         windows: list[WindowMessage] = []
 
         def keep(msg: dict) -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from .encoder import ENCODER_BATCH
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, check_stream_id
 from .limits import limits
 from .model import available_models, check_hop
 from .osc import parse_osc_url
-from .pipeline import StreamSettings
+from .pipeline import BACKLOG_S, StreamSettings
 from .web import DEFAULT_PORT
 
 SOURCES = ("device", "file", "url")
@@ -95,6 +96,8 @@ class ServeConfig:
     model: str | None = None  # a shipped model's name (rtgenre models) or a bundle directory; None: the default
     provider: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))
     threads: int = field(default=1, metadata=limits(1, 256))
+    encoder_batch: int = field(default=ENCODER_BATCH, metadata=limits(1, 256))  # streams per encoder call
+    backlog: float = field(default=BACKLOG_S, metadata=limits(0.5, 10.0))  # audio seconds a stream may wait
     feed: FeedSection = field(default_factory=FeedSection)
     control: ControlSection = field(default_factory=ControlSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)

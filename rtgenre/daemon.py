@@ -30,7 +30,7 @@ from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, release_encoder_sessions
 from .notify import notify, watchdog_interval
-from .pipeline import classify_due, finish
+from .pipeline import classify_due, due_windows, finish
 from .runner import StreamRunner
 from .web import Hub, WebServer, upload_result
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.01
 SNAPSHOT_S = 1.0  # how often the metrics endpoint's view of the status is refreshed
+SLICE_STREAMS = 64  # streams per scheduler slice: the control socket is answered between slices
+SKIP_QUIET_S = 10.0  # skips after this long without any start a new burst, logged again
 
 
 class Daemon:
@@ -60,6 +62,7 @@ class Daemon:
         self.runners: dict[str, StreamRunner] = {}
         self.ended: dict[str, dict] = {}  # streams that finished: their last status
         self.reloads = 0
+        self._skips_seen, self._last_skip = 0, float("-inf")  # skipped windows logged, once per burst
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._snapshot = self.status()
@@ -103,7 +106,7 @@ class Daemon:
 
     def _start(self, section: StreamSection) -> None:
         runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider, self.config.osc,
-                              self.hub)  # fmt: skip
+                              self.hub, self.config.backlog)  # fmt: skip
         self.runners[section.id] = runner
         self.ended.pop(section.id, None)
         runner.start()
@@ -156,13 +159,30 @@ class Daemon:
         return 0
 
     def _tick(self) -> None:
-        """One scheduler step: every stream's due windows in one batch, then ends and heartbeats."""
-        classify_due(self.classifier, [(r.pipeline, r.pipeline.windows()) for r in self.runners.values()])
-        for runner in list(self.runners.values()):
+        """One scheduler step: the due windows of every stream, a slice of streams at a time (the control socket
+        answered between slices), each slice's encoder steps and windows batched; then ends and heartbeats."""
+        runners = list(self.runners.values())
+        for start in range(0, len(runners), SLICE_STREAMS):
+            part = [r.pipeline for r in runners[start : start + SLICE_STREAMS]]
+            classify_due(self.classifier, due_windows(part, self.config.encoder_batch))
+            self.control.poll(0)
+        self._log_skips(runners)
+        for runner in runners:
             if runner.finished:
                 self._end(runner, "end of file")
             elif runner.pipeline.heartbeat_due():
                 runner.pipeline.heartbeat(runner.status())
+
+    def _log_skips(self, runners: list[StreamRunner]) -> None:
+        """One line per burst of skipped audio (the first skip after a quiet spell); the counts are in status."""
+        skipped = sum(r.pipeline.windower.skipped_windows for r in runners)
+        if skipped > self._skips_seen:
+            now = time.monotonic()
+            if now - self._last_skip >= SKIP_QUIET_S:
+                behind = sum(r.pipeline.windower.skipped_windows > 0 for r in runners)
+                log.warning("the daemon is behind: skipping audio older than %g s (%d of %d streams so far; "
+                            "skipped_windows in status)", self.config.backlog, behind, len(runners))  # fmt: skip
+            self._skips_seen, self._last_skip = skipped, now
 
     # -- reload ---------------------------------------------------------------------------
     def reload(self) -> None:

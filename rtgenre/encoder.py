@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+ENCODER_BATCH = 8  # streams per encoder call: fewer calls, and larger batches cost more per stream on one core
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -64,51 +66,123 @@ class TrailingLevel:
 
 
 class StreamEncoder:
-    """One stream's encoder state: dB mel frames (and their levels) in, feature rows (and the same levels) out."""
+    """One stream's encoder state: dB mel frames (and their levels) in, feature rows (and the same levels) out.
 
-    def __init__(self, spec: EncoderSpec, session, n_mels: int):
+    Frames are stepped in multiples of ``chunk`` (the rows do not depend on how many a step takes), so a
+    scheduler can step the due frames of many streams in one call (``step_together``); ``push`` steps one
+    stream's alone."""
+
+    def __init__(self, spec: EncoderSpec, session, n_mels: int, chunk: int = 1):
         self.spec = spec
+        self.chunk = max(1, chunk)
         self._session = session
+        self.batched = session.get_inputs()[0].shape[0] != 1  # an older graph takes one stream per call
         self._level = TrailingLevel(spec.level_frames)
         self._x = np.zeros((spec.left, n_mels), np.float32)  # silence before the stream
         self._context = np.zeros((1, 2 * spec.mid, spec.front_width), np.float32)
         self._levels = np.zeros(0, np.float32)  # of frames in, not yet out as rows
         self._skip = spec.mid  # the first step's first rows are of frames before the stream
+        self._rows: list[np.ndarray] = []  # stepped, not yet taken
+        self._row_levels: list[np.ndarray] = []
         self.frames_in = 0
         self.rows_out = 0
 
-    def push(self, db: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows (and levels) of the frames that became complete."""
+    @property
+    def session(self):
+        return self._session
+
+    @property
+    def due(self) -> int:
+        """New frames a step can take now: whole chunks of those with their right context."""
+        return max(0, len(self._x) - self.spec.left - self.spec.right) // self.chunk * self.chunk
+
+    def add(self, db: np.ndarray, level: np.ndarray) -> None:
+        """Hand over dB mel frames (and their levels); ``step`` or ``step_together`` turns them into rows."""
         power = np.power(10.0, np.asarray(db, np.float64) / 10.0)
         if self.spec.reference_power > 0 and len(power):
             power *= (self.spec.reference_power / np.maximum(self._level.push(power.mean(axis=1)), 1e-10))[:, None]
         x = np.log10(1.0 + 10000.0 * power).astype(np.float32)
         self.frames_in += len(x)
-        return self._step(x, np.asarray(level, np.float32))
+        self._x = np.concatenate([self._x, x])
+        self._levels = np.concatenate([self._levels, np.asarray(level, np.float32)])
+
+    def step(self, n: int | None = None) -> None:
+        """Step this stream alone: every due chunk, a call each (the calls ``step_together`` makes, so the rows
+        are the same to the bit), or ``n`` frames in one call (a whole file's long runs; the last step)."""
+        if n is None:
+            while self.due:
+                self.step(self.chunk)
+        elif n > 0:
+            front, rows = self._session.run(None, self.inputs(n))
+            self.absorb(n, front, rows[0])
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (and levels) stepped since the last take."""
+        rows = np.concatenate(self._rows) if self._rows else np.zeros((0, self.spec.width), np.float32)
+        level = np.concatenate(self._row_levels) if self._row_levels else np.zeros(0, np.float32)
+        self._rows, self._row_levels = [], []
+        return rows, level
+
+    def push(self, db: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (and levels) of the frames that became complete, in whole chunks."""
+        self.add(db, level)
+        self.step()
+        return self.take()
 
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of the last frames, with silence after the stream: call once at its end."""
-        missing = self.frames_in - self.rows_out
+        """The rows not yet taken and those of the last frames, with silence after the stream: call once at its
+        end (the last step takes any number of frames)."""
+        wanted = self.frames_in - self.rows_out + sum(len(r) for r in self._rows)
         lag = self.spec.lag
-        rows, level = self._step(np.zeros((lag, self._x.shape[1]), np.float32), np.zeros(lag, np.float32))
-        return rows[:missing], level[:missing]
+        self._x = np.concatenate([self._x, np.zeros((lag, self._x.shape[1]), np.float32)])
+        self._levels = np.concatenate([self._levels, np.zeros(lag, np.float32)])
+        self.step(len(self._x) - self.spec.left - self.spec.right)
+        rows, level = self.take()
+        return rows[:wanted], level[:wanted]
 
-    def whole(self, db: np.ndarray) -> np.ndarray:
-        """The rows of a whole signal's frames (a new encoder's only call): what a stream of it gets."""
-        return np.concatenate([self.push(db, np.zeros(len(db), np.float32))[0], self.flush()[0]])
+    def whole(self, db: np.ndarray, level: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (and levels) of a whole signal's frames (a new encoder's only call) in two long calls: what a
+        stream of it gets, to float rounding (another step length sums the convolutions in another order)."""
+        self.add(db, np.zeros(len(db), np.float32) if level is None else level)
+        self.step(self.due)
+        rows, levels = self.take()
+        last, last_levels = self.flush()
+        return np.concatenate([rows, last]), np.concatenate([levels, last_levels])
 
-    def _step(self, x: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = self.spec
-        self._x = np.concatenate([self._x, x])
-        self._levels = np.concatenate([self._levels, level])
-        n = len(self._x) - s.left - s.right
-        if n <= 0:
-            return np.zeros((0, s.width), np.float32), np.zeros(0, np.float32)
-        front, rows = self._session.run(None, {"x": self._x[None], "context": self._context})
-        self._context = np.concatenate([self._context, front], axis=1)[:, -2 * s.mid :] if s.mid else self._context
+    def inputs(self, n: int) -> dict[str, np.ndarray]:
+        """The step graph's inputs for ``n`` new frames."""
+        return {"x": self._x[None, : n + self.spec.left + self.spec.right], "context": self._context}
+
+    def absorb(self, n: int, front: np.ndarray, rows: np.ndarray) -> None:
+        """Take in one step's outputs for ``n`` new frames: the front maps ``front`` (1, n, width) and ``rows``."""
+        mid = self.spec.mid
+        self._context = np.concatenate([self._context, front], axis=1)[:, -2 * mid :] if mid else self._context
         self._x = self._x[n:]
-        rows = rows[0][self._skip :]
+        rows = rows[self._skip :]
         self._skip = max(0, self._skip - n)
-        out_level, self._levels = self._levels[: len(rows)], self._levels[len(rows) :]
+        self._rows.append(rows)
+        self._row_levels.append(self._levels[: len(rows)])
+        self._levels = self._levels[len(rows) :]
         self.rows_out += len(rows)
-        return rows, out_level
+
+
+def step_together(encoders: list[StreamEncoder], max_batch: int = ENCODER_BATCH) -> int:
+    """Step the due chunks of many streams' encoders in calls of up to ``max_batch`` streams (one chunk each, so
+    their inputs stack), until none is due; the rows are each stream's own ``step``'s. Returns the calls made."""
+    calls = 0
+    while due := [e for e in encoders if e.due]:
+        groups: dict[tuple[int, int], list[StreamEncoder]] = {}
+        for e in due:
+            groups.setdefault((id(e.session), e.chunk if e.batched else -id(e)), []).append(e)
+        for group in groups.values():
+            for start in range(0, len(group), max_batch):
+                part = group[start : start + max_batch]
+                n = part[0].chunk
+                feeds = [e.inputs(n) for e in part]
+                x = np.concatenate([f["x"] for f in feeds])
+                context = np.concatenate([f["context"] for f in feeds])
+                front, rows = part[0].session.run(None, {"x": x, "context": context})
+                for i, e in enumerate(part):
+                    e.absorb(n, front[i : i + 1], rows[i])
+                calls += 1
+    return calls

@@ -9,6 +9,7 @@ fields of its type. Probabilities are objects keyed by genre label, so a client 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -44,6 +45,7 @@ class Stats:
     windows: int
     audio_overruns: int  # samples lost because classification fell behind
     frame_overruns: int
+    skipped_windows: int  # windows of audio dropped unheard because the daemon fell behind (its backlog bound)
     latency_ms_p50: float | None  # hop-to-publish latency of recent windows; None before the first
     latency_ms_p99: float | None
     provider: str  # the ONNX Runtime execution provider
@@ -117,7 +119,15 @@ BODIES: dict[str, type] = {cls.type: cls for cls in (Window, Heartbeat, Eos)}
 
 
 def to_json(message: Body | Envelope | Verdict | Stats) -> dict:
-    return dataclasses.asdict(message)
+    """``dataclasses.asdict`` without its deep copies: every dict a message holds is built for it alone, and
+    copying them took a fifth of a daemon's time at 300 streams."""
+    return {name: to_json(v) if dataclasses.is_dataclass(v := getattr(message, name)) else v
+            for name in _names(type(message))}  # fmt: skip
+
+
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def parse(msg: dict) -> Body:

@@ -25,6 +25,9 @@ class StatusCollector:
         per_stream = {
             "windows": CounterMetricFamily("rtgenre_windows", "Windows classified", labels=["stream"]),
             "audio_overruns": CounterMetricFamily("rtgenre_audio_overruns", "Audio samples lost", labels=["stream"]),
+            "skipped_windows": CounterMetricFamily(
+                "rtgenre_skipped_windows", "Windows of audio skipped because the daemon fell behind", labels=["stream"]
+            ),
             "overflows": CounterMetricFamily(
                 "rtgenre_capture_overflows", "PortAudio input overflows", labels=["stream"]
             ),

@@ -111,10 +111,12 @@ class Bundle:
         return self.meta.encoder.width if self.meta.encoder else self.meta.frontend.n_mels
 
     def stream_encoder(self, provider: str = "") -> StreamEncoder | None:
-        """A new stream's encoder state (None: the model takes mel frames), sharing one session per provider."""
+        """A new stream's encoder state (None: the model takes mel frames), sharing one session per provider; it
+        steps the frames of the bundle's hop at a time, so a scheduler can step every stream's in one call."""
         if self.meta.encoder is None:
             return None
-        return StreamEncoder(self.meta.encoder, encoder_session(self, provider), self.meta.frontend.n_mels)
+        chunk = self.meta.frontend.frames(self.meta.hop_s)
+        return StreamEncoder(self.meta.encoder, encoder_session(self, provider), self.meta.frontend.n_mels, chunk)
 
 
 def read_meta(root: Path, what: str) -> dict:
@@ -266,12 +268,12 @@ def encoder_session(bundle: Bundle, provider: str = ""):
         session = open_session(path, opts, (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"])
         where = f"model bundle {bundle.path}: encoder.onnx"
         inputs = {i.name: i.shape for i in session.get_inputs()}
-        expected = {"x": [1, "frames", n_mels], "context": [1, 2 * spec.mid, spec.front_width]}
+        expected = {"x": ["batch", "frames", n_mels], "context": ["batch", 2 * spec.mid, spec.front_width]}
         if set(inputs) != set(expected) or any(
             len(inputs[k]) != 3 or inputs[k][2] != v[2] for k, v in expected.items()
         ):
-            raise ModelError(f"{where}: inputs {inputs} are not x (1, frames, {n_mels}) and context "
-                             f"(1, {2 * spec.mid}, {spec.front_width}) as meta.json's encoder says")  # fmt: skip
+            raise ModelError(f"{where}: inputs {inputs} are not x (batch, frames, {n_mels}) and context "
+                             f"(batch, {2 * spec.mid}, {spec.front_width}) as meta.json's encoder says")  # fmt: skip
         if [o.shape[2] if len(o.shape) == 3 else None for o in session.get_outputs()] != [spec.front_width, spec.width]:
             raise ModelError(f"{where}: outputs are not front maps and rows of {spec.front_width} and {spec.width}")
         _ENCODER_SESSIONS[key] = session

@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import Source
+from .encoder import ENCODER_BATCH, step_together
 from .feed import Publisher, check_stream_id
 from .latency import Histogram, Recent, percentile_ms
 from .limits import limits
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
-from .model import MAX_WINDOW_S, MIN_HOP_S, MIN_WINDOW_S, Bundle, Classifier, check_hop, check_window
+from .model import MAX_BATCH, MAX_WINDOW_S, MIN_HOP_S, MIN_WINDOW_S, Bundle, Classifier, check_hop, check_window
 from .smoothing import Smoother, SmoothingConfig
 from .windows import Window, Windower
 
 log = logging.getLogger(__name__)
+
+BACKLOG_S = 1.5  # audio a daemon's stream may wait for the scheduler before the oldest is skipped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +52,8 @@ class StreamPipeline:
 
     It never calls the model itself, so a scheduler can batch the windows of many streams into one call."""
 
-    def __init__(
-        self, bundle: Bundle, settings: StreamSettings, publisher: Publisher | None = None, provider: str = ""
-    ):
+    def __init__(self, bundle: Bundle, settings: StreamSettings, publisher: Publisher | None = None, provider: str = "",
+                 backlog_s: float | None = None, whole_file: bool = False):  # fmt: skip
         self.id = check_stream_id(settings.id)
         self.settings = settings
         self.labels = bundle.meta.labels
@@ -62,7 +64,8 @@ class StreamPipeline:
         self.window_s = check_window(bundle.meta.window_s if settings.window is None else settings.window)
         self.hop_s = check_hop(bundle.meta.hop_s if settings.hop is None else settings.hop, self.window_s)
         self.windower = Windower(bundle.frontend(), self.window_s, self.hop_s, settings.smoothing.silence_dbfs,
-                                 settings.audio_buffer_s, bundle.stream_encoder(provider))  # fmt: skip
+                                 settings.audio_buffer_s, bundle.stream_encoder(provider), backlog_s,
+                                 whole_file)  # fmt: skip
         self._smoother = Smoother(len(self.labels), settings.smoothing)
         self._sum = np.zeros(len(self.labels))
         self._voiced = 0
@@ -157,6 +160,7 @@ class StreamPipeline:
             windows=self.windower.emitted,
             audio_overruns=self.windower.audio.overruns,
             frame_overruns=self.windower.frames.overruns,
+            skipped_windows=self.windower.skipped_windows,
             latency_ms_p50=percentile_ms(self.latencies.values(), 50),
             latency_ms_p99=percentile_ms(self.latencies.values(), 99),
             provider=self.provider,
@@ -206,9 +210,22 @@ def classify_due(classifier: Classifier, due: Iterable[tuple[StreamPipeline, lis
         for w in windows:
             by_length.setdefault(len(w.mel), []).append((pipeline, w))
     for items in by_length.values():
-        probs = classifier.predict(np.stack([w.mel for _, w in items]))
-        for (pipeline, w), p in zip(items, probs, strict=True):
-            pipeline.emit([w], p[None])
+        for start in range(0, len(items), MAX_BATCH):  # stacked a batch at a time: the copy stays in cache
+            batch = items[start : start + MAX_BATCH]
+            probs = classifier.predict(np.stack([w.mel for _, w in batch]))
+            for (pipeline, w), p in zip(batch, probs, strict=True):
+                pipeline.emit([w], p[None])
+
+
+def due_windows(pipelines: Iterable[StreamPipeline], encoder_batch: int = ENCODER_BATCH
+                ) -> list[tuple[StreamPipeline, list[Window]]]:  # fmt: skip
+    """Every stream's completed windows, the new frames of all their encoders stepped together (up to
+    ``encoder_batch`` streams a call): what a scheduler hands ``classify_due``."""
+    pipelines = list(pipelines)
+    for p in pipelines:
+        p.windower.prepare()
+    step_together([p.windower.encoder for p in pipelines if p.windower.encoder is not None], encoder_batch)
+    return [(p, p.windows()) for p in pipelines]
 
 
 def finish(pipeline: StreamPipeline, classifier: Classifier, reason: str, source: dict) -> dict:

@@ -24,15 +24,18 @@ from .web import Hub
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# a file stream's blocks: a live source's latency is not at stake, and each block wakes its thread and takes
+# the GIL (hundreds of streams at 0.02 s blocks were 10 000 wake-ups a second, starving the scheduler)
+FILE_BLOCK_S = 0.25
 
 
 class StreamRunner:
     """One stream: its source on a thread of its own, reopened with backoff when it fails."""
 
     def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
-                 osc: list[str] = (), hub: Hub | None = None):  # fmt: skip
+                 osc: list[str] = (), hub: Hub | None = None, backlog_s: float | None = None):  # fmt: skip
         self.section = section
-        self.pipeline = StreamPipeline(bundle, section, publisher, provider)
+        self.pipeline = StreamPipeline(bundle, section, publisher, provider, backlog_s)
         targets = [*osc, *section.osc]
         self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
         self.pipeline.outputs += [o.send for o in (self.osc, hub) if o is not None]
@@ -78,7 +81,7 @@ class StreamRunner:
         if s.source == "device":
             return Capture(select_device(s.device), sr)
         if s.source == "file":
-            return FileSource(s.path, sr, block_seconds=0.02)
+            return FileSource(s.path, sr, block_seconds=FILE_BLOCK_S)
         return FfmpegSource(s.url, sr, stall_s=s.stall_timeout)
 
     def _run(self) -> None:

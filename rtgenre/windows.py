@@ -43,18 +43,27 @@ class Windower:
     trail the audio by the encoder's lag."""
 
     def __init__(self, frontend: MelFrontend, window_s: float, hop_s: float, silence_dbfs: float,
-                 audio_buffer_s: float, encoder: StreamEncoder | None = None):  # fmt: skip
+                 audio_buffer_s: float, encoder: StreamEncoder | None = None,
+                 backlog_s: float | None = None, whole: bool = False):  # fmt: skip
         p = frontend.params
         self.sample_rate = p.sample_rate
         self.silence_dbfs = silence_dbfs
         self._win = p.frames(window_s)
         self._hop = p.frames(hop_s)
         self._frame_rate = p.frame_rate
+        self._samples_per_frame = p.hop_length
         self._mel = frontend.stream()
         self._encoder = encoder
         self.audio = Ring(int(audio_buffer_s * p.sample_rate))
+        self._n_mels = p.n_mels
         self.frames = Ring(self._win + self._hop, ((encoder.spec.width if encoder else p.n_mels) + 1,))
         self.emitted = 0  # windows returned so far
+        self._whole = whole  # a whole file handed over in long blocks: the encoder steps them in long calls
+        self._backlog = None if backlog_s is None else int(backlog_s * p.sample_rate)
+        self._hop_samples = p.frames(hop_s) * p.hop_length
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # mel frames (no encoder) not yet in the ring
+        self.skipped_samples = 0  # audio dropped unheard because the scheduler fell behind (``backlog_s``)
+        self.skipped_windows = 0
         self._fed = 0
         self._fed_wall = 0.0
         self._handed: deque[tuple[int, float]] = deque()  # (samples fed so far, time.monotonic()) of each block
@@ -69,20 +78,37 @@ class Windower:
 
     @property
     def audio_time(self) -> float:
-        return self._mel.samples / self.sample_rate
+        return (self._mel.samples + self.skipped_samples) / self.sample_rate
 
     @property
     def too_short(self) -> bool:
         """The stream gave no window and less than ``MIN_INPUT_S`` of audio: too little to judge."""
         return self.emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
 
+    def prepare(self) -> None:
+        """Turn buffered audio into mel frames, handed to the encoder (``StreamEncoder.add``) when there is one,
+        so that a scheduler can step many streams' encoders together before taking their ``windows``. With a
+        ``backlog_s`` bound, audio older than that is dropped unheard (counted): a scheduler that falls behind
+        then does bounded work per stream instead of a growing backlog."""
+        available = self.audio.available
+        if self._backlog is not None and available > self._backlog:
+            drop = (available - self._backlog) // self._hop_samples * self._hop_samples + self._hop_samples
+            self.audio.read(drop)
+            self.skipped_samples += drop
+            self.skipped_windows += drop // self._hop_samples
+            available -= drop
+        if available:
+            self._hand(*self._mel.push(self.audio.read(available)))
+
     def windows(self, final: bool = False) -> list[Window]:
-        """Turn buffered audio into mel frames; return the windows that became complete. ``final``: the
-        stream has ended, so the last frames are flushed and input shorter than a window is looped into one."""
-        now = time.monotonic()
-        out = self._frames_in(*self._rows(*self._mel.push(self.audio.read(self.audio.available))), now)
+        """The windows the buffered audio completed (``prepare`` first). ``final``: the stream has ended, so the
+        last frames are flushed and input shorter than a window is looped into one."""
+        self.prepare()
         if final:
-            out += self._frames_in(*self._rows(*self._mel.flush()), now)
+            self._hand(*self._mel.flush())
+        now = time.monotonic()
+        out = self._frames_in(*self._rows(), now)
+        if final:
             if self._encoder is not None:
                 out += self._frames_in(*self._encoder.flush(), now)
             long_enough = self._fed >= MIN_INPUT_S * self.sample_rate
@@ -91,8 +117,27 @@ class Windower:
         self.emitted += len(out)
         return out
 
-    def _rows(self, mel: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (mel, level) if self._encoder is None else self._encoder.push(mel, level)
+    @property
+    def encoder(self) -> StreamEncoder | None:
+        return self._encoder
+
+    def _hand(self, mel: np.ndarray, level: np.ndarray) -> None:
+        if self._encoder is None:
+            self._pending.append((mel, level))
+        else:
+            self._encoder.add(mel, level)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows ready for the frame ring: mel frames, or the encoder's rows of its due chunks."""
+        if self._encoder is not None:
+            # a stream: what a scheduler's ``step_together`` left (nothing), else this stream's chunks alone;
+            # a whole file: every due frame in one call (the same rows to float rounding, in far fewer calls)
+            self._encoder.step(self._encoder.due if self._whole else None)
+            return self._encoder.take()
+        mel, level = zip(*self._pending, strict=True) if self._pending else ((), ())
+        self._pending = []
+        return (np.concatenate(mel) if mel else np.zeros((0, self._n_mels), np.float32),
+                np.concatenate(level) if level else np.zeros(0, np.float32))  # fmt: skip
 
     def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
         out = []
@@ -105,7 +150,7 @@ class Windower:
         return out
 
     def _window(self, rows: np.ndarray, now: float, padded: bool) -> Window:
-        t0 = self.frames.consumed / self._frame_rate
+        t0 = (self.frames.consumed + self.skipped_samples / self._samples_per_frame) / self._frame_rate
         t1 = min(t0 + len(rows) / self._frame_rate, self._fed / self.sample_rate)
         level = float(10 * np.log10(np.mean(10 ** (rows[:, -1].astype(np.float64) / 10))))
         return Window(

@@ -17,7 +17,7 @@ class Served:
     """A `rtgenre serve` child with its own ports, and a subscriber collecting its feed."""
 
     def __init__(self, tmp_path, streams: list[dict], env: dict | None = None, web_port: int = 0,
-                 feed_port: int | None = None):  # fmt: skip
+                 feed_port: int | None = None, cpus: set[int] | None = None):  # fmt: skip
         self.feed = f"tcp://127.0.0.1:{feed_port or free_port()}"
         self.control = f"tcp://127.0.0.1:{free_port()}"
         self.web_port = web_port
@@ -31,6 +31,7 @@ class Served:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),  # as `taskset` pins it
         )
         self.wait_ready()
 

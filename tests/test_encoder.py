@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rtgenre.encoder import EncoderSpec, TrailingLevel
+from rtgenre.encoder import EncoderSpec, StreamEncoder, TrailingLevel, step_together
 from rtgenre.errors import ModelError
-from rtgenre.model import load_bundle
+from rtgenre.model import encoder_session, load_bundle
 
 STREAMED = "musicnn-gtzan"
 
@@ -68,12 +68,31 @@ def test_rows_do_not_follow_the_input_level(streamed, mel):
 
 
 def test_rows_trail_the_frames_by_the_encoders_lag(streamed, mel):
-    enc = streamed.stream_encoder()
+    enc = StreamEncoder(streamed.meta.encoder, encoder_session(streamed), mel.shape[1])  # a chunk of one frame
     lag = streamed.meta.encoder.lag
     rows, level = enc.push(mel[:300], np.arange(300, dtype=np.float32))
     assert len(rows) == 300 - lag and level.tolist() == list(range(300 - lag))  # levels stay with their frames
     rows, level = enc.flush()
     assert len(rows) == lag and level.tolist() == list(range(300 - lag, 300))
+
+
+def test_streams_stepped_together_get_their_own_rows(streamed, mel):
+    """One call steps the due chunk of every stream (a batch axis): each gets the rows it gets alone (the same
+    blocks: the level's float64 sums over other cuts round a few inputs to the next float32)."""
+    alone = [rows_of(streamed, mel[i * 50 :], list(range(40, len(mel) - i * 50, 40))) for i in range(5)]
+    encoders = [streamed.stream_encoder() for _ in range(5)]
+    parts: list[list[np.ndarray]] = [[] for _ in encoders]
+    blocks = [mel[i * 50 :] for i in range(5)]
+    for start in range(0, len(mel), 40):  # 40-frame blocks: streams come due at different steps
+        for e, y in zip(encoders, blocks, strict=True):
+            e.add(y[start : start + 40], np.zeros(len(y[start : start + 40]), np.float32))
+        assert step_together(encoders, max_batch=3) <= 2 * 2  # at most two chunks due, two calls of three each
+        for e, part in zip(encoders, parts, strict=True):
+            part.append(e.take()[0])
+    for e, part, want in zip(encoders, parts, alone, strict=True):
+        got = np.concatenate([*part, e.flush()[0]])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
 
 
 def test_the_trailing_level_is_the_same_in_any_blocks():
@@ -183,6 +202,11 @@ def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabi
         full_rows, narrow_rows = Step(pruned)(step, context)[1], Step(pruned, narrow.columns)(step, context)[1]
     np.testing.assert_array_equal(narrow_rows, full_rows[:, :, narrow.columns])
     np.testing.assert_allclose(predict(narrow, [mel[:400]])[0], predict(model, [mel[:400]])[0], atol=1e-5)
+    # the folded step (the constants' share of the mid-end in its bias, a "real frame" state channel) streams the
+    # same rows from the stream's first frame on, where the context is the silence before it
+    folded = Encoder(pruned, narrow.spec, narrow=True).rows(mel[:400])
+    assert narrow.spec.front_width == (narrow.columns < spec.front_width).sum() + 1
+    np.testing.assert_allclose(folded, Encoder(pruned, spec).rows(mel[:400])[:, narrow.columns], rtol=0, atol=1e-4)
 
 
 def test_a_reload_to_another_model_lets_the_old_encoder_session_go(streamed, bundle):
@@ -193,3 +217,41 @@ def test_a_reload_to_another_model_lets_the_old_encoder_session_go(streamed, bun
     assert encoder_session(streamed) is session
     release_encoder_sessions(keep=bundle)  # reloaded to a model without this encoder
     assert encoder_session(streamed) is not session
+
+
+def test_refold_rewrites_an_unfolded_encoder_to_the_same_rows(wheel, mel, streamed, tmp_path):
+    """A bundle with the one-stream, every-map graph of earlier releases is rewritten folded and batched."""
+    import json
+    import warnings
+
+    from training.base import load_base
+    from training.refold import refold, stream_rows
+    from training.stream import LEFT, MID, RIGHT, Step
+
+    old = tmp_path / "old"
+    shutil.copytree(streamed.path, old)
+    base = load_base(old, wheel)
+    step = Step(base.model.backbone, base.model.columns).eval()
+    full = sum(b.channels for b in base.model.backbone.frontend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(step, (torch.zeros(1, 31 + LEFT + RIGHT, 96), torch.zeros(1, 2 * MID, full)),
+                          str(old / "encoder.onnx"), input_names=["x", "context"], output_names=["front", "rows"],
+                          dynamic_axes={"x": {1: "frames"}, "front": {1: "new"}, "rows": {1: "new"}},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    from rtgenre.model import sha256_of
+
+    meta = json.loads((old / "meta.json").read_text())
+    meta["files"]["encoder.onnx"] = sha256_of(old / "encoder.onnx")
+    meta["encoder"]["front_width"] = full
+    (old / "meta.json").write_text(json.dumps(meta))
+    before = load_bundle(old)
+    want = stream_rows(before.meta.encoder, encoder_session(before), mel[:500])
+    assert not before.stream_encoder().batched  # the old graph steps one stream per call
+    summary = refold(old, wheel)
+    after = load_bundle(old)
+    assert summary["front_width"] == [full, streamed.meta.encoder.front_width] and after.stream_encoder().batched
+    got = stream_rows(after.meta.encoder, encoder_session(after), mel[:500])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    with pytest.raises(ModelError, match="folded already"):
+        refold(old, wheel)
