@@ -1,7 +1,8 @@
 """What the stream benchmarks share (no torch): N streams through the daemon's scheduling path.
 
-Each step hands every stream one hop of real audio, runs the streaming mel of each on the CPU, classifies
-all due windows in one batched call, smooths and publishes them on a real socket, as `serve` does.
+Each step hands every stream one hop of real audio, runs the streaming mel of each on the CPU, steps every
+stream's encoder in batched calls, classifies all due windows in batched calls, smooths and publishes them on
+a real socket, as `serve`'s scheduler does (without its source threads: ``serving.py`` runs a real `serve`).
 N streams are sustained in real time when a step takes less than the hop it represents.
 """
 
@@ -11,31 +12,30 @@ import time
 
 import numpy as np
 
+from rtgenre.encoder import ENCODER_BATCH
 from rtgenre.feed import Publisher
-from rtgenre.pipeline import StreamPipeline, StreamSettings
+from rtgenre.pipeline import StreamPipeline, StreamSettings, classify_due, due_windows
 
 HOP_S = 0.5
 
 
-def step_times(bundle, clf, pub: Publisher, audio: list[np.ndarray], n: int, steps: int = 20) -> np.ndarray:
-    """Seconds of each of ``steps`` hops of all ``n`` streams (after the first windows fill)."""
+def step_times(bundle, clf, pub: Publisher, audio: list[np.ndarray], n: int, steps: int = 20,
+               encoder_batch: int = ENCODER_BATCH) -> np.ndarray:  # fmt: skip
+    """Seconds of each of ``steps`` hops of all ``n`` streams (after the first windows fill), through the daemon's
+    own driver functions: ``due_windows`` (every stream's encoder chunk stepped ``encoder_batch`` streams a call,
+    on the classifier's provider) then ``classify_due``."""
     rate = bundle.meta.frontend.sample_rate
-    pipes = [StreamPipeline(bundle, StreamSettings(id=f"s{i}", hop=HOP_S), pub) for i in range(n)]
+    pipes = [StreamPipeline(bundle, StreamSettings(id=f"s{i}", hop=HOP_S), pub, clf.provider) for i in range(n)]
     hop = int(HOP_S * rate)
-    warm = int(bundle.meta.window_s / HOP_S) + 1
+    warm = int(bundle.meta.window_s / HOP_S) + 3  # the window, and the encoder's lag
     times = []
     for k in range(warm + steps):
         t0 = time.perf_counter()
-        due = []
         for i, p in enumerate(pipes):
             y = audio[i % len(audio)]
             start = (k * hop + i * 997) % (len(y) - hop)
             p.feed(y[start : start + hop])
-            due += [(p, w) for w in p.windows()]
-        if due:
-            probs = clf.predict(np.stack([w.mel for _, w in due]))
-            for (p, w), pr in zip(due, probs, strict=True):
-                p.emit([w], pr[None])
+        classify_due(clf, due_windows(pipes, encoder_batch))
         if k >= warm:
             times.append(time.perf_counter() - t0)
     return np.array(times)

@@ -30,6 +30,7 @@ from .messages import to_json
 from .metrics import serve_metrics
 from .model import Bundle, Classifier, release_encoder_sessions
 from .notify import notify, watchdog_interval
+from .pacer import Pacer
 from .pipeline import classify_due, due_windows, finish
 from .runner import StreamRunner
 from .web import Hub, WebServer, upload_result
@@ -60,6 +61,7 @@ class Daemon:
             self.publisher.close()
             raise
         self.runners: dict[str, StreamRunner] = {}
+        self.pacer = Pacer()  # every file stream's blocks, from one thread
         self.ended: dict[str, dict] = {}  # streams that finished: their last status
         self.reloads = 0
         self._skips_seen, self._last_skip = 0, float("-inf")  # skipped windows logged, once per burst
@@ -106,7 +108,7 @@ class Daemon:
 
     def _start(self, section: StreamSection) -> None:
         runner = StreamRunner(section, self.bundle, self.publisher, self.classifier.provider, self.config.osc,
-                              self.hub, self.config.backlog)  # fmt: skip
+                              self.hub, self.config.backlog, self.pacer)  # fmt: skip
         self.runners[section.id] = runner
         self.ended.pop(section.id, None)
         runner.start()

@@ -1,4 +1,5 @@
-"""One configured stream's source on a thread of its own, reopened with backoff when it fails.
+"""One configured stream's source on a thread of its own, reopened with backoff when it fails (a file's blocks
+are delivered by the daemon's one ``Pacer`` thread while its runner sleeps).
 
 The runner only feeds its pipeline's audio ring; the daemon's scheduler thread does everything
 after that (windows, batched inference, smoothing, publishing), so a source that blocks or fails
@@ -10,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import numpy as np
+
 from .audio import FfmpegSource, FileSource, Source
 from .backoff import Backoff
 from .capture import Capture, select_device
@@ -18,7 +21,8 @@ from .errors import RtgenreError
 from .feed import Publisher
 from .model import Bundle
 from .osc import OscOutput
-from .pipeline import StreamPipeline, paced
+from .pacer import Pacer
+from .pipeline import StreamPipeline
 from .web import Hub
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,10 @@ class StreamRunner:
     """One stream: its source on a thread of its own, reopened with backoff when it fails."""
 
     def __init__(self, section: StreamSection, bundle: Bundle, publisher: Publisher, provider: str,
-                 osc: list[str] = (), hub: Hub | None = None, backlog_s: float | None = None):  # fmt: skip
+                 osc: list[str] = (), hub: Hub | None = None, backlog_s: float | None = None,
+                 pacer: Pacer | None = None):  # fmt: skip
         self.section = section
+        self.pacer = pacer or Pacer()  # paces a file stream: the daemon's one for all of them
         self.pipeline = StreamPipeline(bundle, section, publisher, provider, backlog_s)
         targets = [*osc, *section.osc]
         self.osc = OscOutput(targets, bundle.meta.labels) if targets else None
@@ -76,6 +82,10 @@ class StreamRunner:
             **osc,
         }
 
+    def _feed(self, block: np.ndarray) -> None:
+        self.pipeline.feed(block, self._source.newest_sample_time())
+        self.backoff.reset()  # it delivers: the next failure waits the shortest delay again
+
     def _open(self) -> Source:
         s, sr = self.section, self.pipeline.sample_rate
         if s.source == "device":
@@ -88,14 +98,16 @@ class StreamRunner:
         while not self._stop.is_set():
             try:
                 self._source = source = self._open()
+                if self._stop.is_set():  # stopped while it opened: stop() saw no source to stop
+                    source.stop()
                 self.state, self.error = "running", None
-                file = self.section.source == "file"
-                blocks = paced(source, self.pipeline.sample_rate, self.section.speed) if file else source
-                for block in blocks:
-                    if self._stop.is_set():
-                        return
-                    self.pipeline.feed(block, source.newest_sample_time())
-                    self.backoff.reset()  # it delivers: the next failure waits the shortest delay again
+                if self.section.source == "file":
+                    self.pacer.run(source, self._feed, self.pipeline.sample_rate, self.section.speed)
+                else:
+                    for block in source:  # a live source paces itself
+                        if self._stop.is_set():
+                            return
+                        self._feed(block)
                 if self._stop.is_set():
                     return
                 if self.section.source == "file" and not self.section.loop:

@@ -55,3 +55,21 @@ def test_a_shipped_model_hears_a_track_turned_down_30_db_as_at_full_level(name, 
     loud, quiet = model.classify(y, sample_rate=sr), model.classify(y * 10 ** (-30 / 20), sample_rate=sr)
     assert quiet.genre == loud.genre and quiet.state == "genre"
     np.testing.assert_allclose(list(quiet.probs.values()), list(loud.probs.values()), atol=0.02)
+
+
+@pytest.mark.parametrize("track", ["rock/rock.00003.ogg", "reggae/reggae.00000.ogg"])
+def test_the_whole_file_path_gives_the_streams_probabilities(data, track):
+    """classify steps the encoder over seconds of frames a call; a live stream one hop a call: the same windows
+    and probabilities to float rounding."""
+    from rtgenre.audio import FileSource
+    from rtgenre.pipeline import StreamPipeline, StreamSettings, run_source
+
+    model = lib.load_model("musicnn-gtzan")
+    whole = model.classify(data / "gtzan" / track)
+    streamed: list[dict] = []
+    pipeline = StreamPipeline(model.bundle, StreamSettings())
+    pipeline.outputs.append(lambda m: streamed.append(m) if m["type"] == "window" else None)
+    run_source(FileSource(str(data / "gtzan" / track), 16000, 0.02), pipeline, model.classifier, realtime=False)
+    assert [(m["t0"], m["t1"]) for m in streamed] == whole.window_times
+    probs = np.array([list(m["probs"].values()) for m in streamed])
+    np.testing.assert_allclose(whole.window_probs, probs, rtol=0, atol=1e-5)
