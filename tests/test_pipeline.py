@@ -82,3 +82,22 @@ def test_a_stream_that_never_got_audio_publishes_no_window(bundle):
     pipeline = StreamPipeline(bundle, StreamSettings())
     assert pipeline.windows(final=True) == []
     assert pipeline.verdict().state == "too short"
+
+
+def test_a_stream_behind_its_backlog_skips_the_oldest_audio_and_counts_it(bundle, classifier):
+    """What an overloaded daemon does: audio older than the backlog is dropped unheard, in whole hops, counted,
+    and the windows after it carry the stream's true times."""
+    rate = bundle.meta.frontend.sample_rate
+    p = StreamPipeline(bundle, StreamSettings(hop=0.5, audio_buffer_s=20.0), backlog_s=2.0)
+    y = tone(14.0, rate)
+    p.feed(y[: 10 * rate])  # the scheduler came round only after 10 s
+    assert p.windows() == []
+    w = p.windower
+    hops, rest = divmod(w.skipped_samples, w._hop_samples)
+    assert rest == 0 and hops == w.skipped_windows and 0 < 10 * rate - w.skipped_samples <= 2.0 * rate
+    windows = []
+    for start in range(10 * rate, len(y), rate // 2):
+        p.feed(y[start : start + rate // 2])
+        windows += p.windows()
+    assert windows and windows[0].t0 == pytest.approx(w.skipped_samples / rate, abs=0.05)  # the audio's own clock
+    assert windows[-1].t1 <= 14.0 and p.stats().skipped_windows == hops
