@@ -37,6 +37,18 @@ def test_the_port_matches_the_original_tensorflow_model(port):
     assert top[:2] == ["jazz", "jazz"] and top[2] in ("punk", "metal", "rock", "hard rock")
 
 
+@pytest.mark.parametrize("net", ["MSD_vgg", "MTT_vgg"])
+def test_the_vgg_port_matches_the_original_tensorflow_model(wheel, net):
+    """musicnn's square-filter taggers, a second pretrained view (training/vgg.py), on the same real patches."""
+    from training import vgg
+
+    ref = np.load(FIXTURE)
+    with torch.no_grad():
+        logits, feature = vgg.from_checkpoint(musicnn.read_wheel(wheel, net))(torch.from_numpy(ref["mel"]))
+    assert feature.shape == (3, 512)
+    assert np.abs(torch.sigmoid(logits).numpy() - ref[f"{net}_probs"]).max() <= 1e-4
+
+
 def test_the_front_end_gives_the_fixture_its_input(data):
     """The reference patches came from rtgenre's own front end at musicnn's settings: it still gives them."""
     from helpers import DATA

@@ -16,7 +16,7 @@ import torch
 from rtgenre.errors import ModelError
 from rtgenre.model import shipped_models, user_models_dir
 
-from . import ensemble, finetune, prune, thin, transfer
+from . import ensemble, finetune, prune, thin, transfer, vgg
 from .base import load_base
 from .card import finetune_card, transfer_card
 from .data import find_tracks
@@ -199,8 +199,11 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
+    nets = {thin.RECIPES[n].view for n in chosen} - {""}
+    wheel = wheel or transfer.fetch_wheel(cache / "wheels")
+    views = {net: vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}
     budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
-    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, budget)
+    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, views, budget)
     rows = []
     for name in chosen:
         rows.append(thin.evaluate(material, thin.RECIPES[name], fold_seeds, folds, log))

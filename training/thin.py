@@ -25,7 +25,7 @@ import numpy as np
 from rtgenre.audio import FileSource
 from rtgenre.frontend import MelFrontend
 
-from . import audioaug, finetune, stream
+from . import audioaug, finetune, stream, transfer, vgg
 from .crossval import out_of_fold
 from .data import GENRES, Track, folds_of
 from .evaluate import score
@@ -33,6 +33,7 @@ from .evaluate import score
 THIN = ("country", "disco", "hiphop", "metal", "reggae", "rock")
 OFFSET_GRID = np.arange(-2.0, 2.01, 0.25)
 INNER_FOLDS = 4
+VIEW_C = transfer.TransferConfig.c  # the frozen-musicnn linear head's regularisation, for a second network's
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Recipe:
     augment: tuple[str, ...] = ()  # audio-augmented copies added to every training track
     clip_weight: float = 1.0  # a 2-3 s clip's weight against a 30 s track's, within its genre
     offsets: bool = False  # per-genre logit offsets chosen by inner artist CV
+    view: str = ""  # a second pretrained network's window features (``vgg.NETS``) under a linear head
+    view_weight: float = 0.0  # its share of the averaged window probabilities (1: the view alone)
 
 
 RECIPES = {
@@ -52,6 +55,8 @@ RECIPES = {
         Recipe("clips x3", clip_weight=3.0),
         Recipe("offsets", offsets=True),
         *[Recipe(f"+{a}", augment=(a,)) for a in (*audioaug.AUGMENTS, "mix")],
+        *[Recipe(f"{net} (linear head)", view=net, view_weight=1.0) for net in vgg.NETS],
+        *[Recipe(f"shipped + {net}", view=net, view_weight=0.5) for net in vgg.NETS],
     ]
 }
 
@@ -65,6 +70,7 @@ class Material:
     feats: list[np.ndarray]
     backbone: object
     copies: dict[str, list[np.ndarray]]
+    views: dict[str, list[np.ndarray]]  # per second network, every track's window features (``vgg``)
     budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # the shipped recipe's (every row the same)
 
 
@@ -110,11 +116,18 @@ def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
 
 def fit(m: Material, r: Recipe, idx: list[int], seed: int) -> Callable[[int], np.ndarray]:
     """The recipe fitted on tracks ``idx``: window probabilities of any track (by index)."""
+    labels = [m.labels[i] for i in idx]
+    head = transfer.fit_head([m.views[r.view][i] for i in idx], labels, VIEW_C) if r.view else None
+    if r.view_weight >= 1.0:
+        return lambda i: head.probs(m.views[r.view][i])
     feats = [np.concatenate([m.feats[i], *(m.copies[a][i] for a in r.augment)]) for i in idx]
-    tail = finetune.fit(m.backbone, feats, [m.labels[i] for i in idx], replace(m.budget, seed=seed),
+    tail = finetune.fit(m.backbone, feats, labels, replace(m.budget, seed=seed),
                         track_weights=track_weights(m, idx, r))  # fmt: skip
     offsets = choose_offsets(m, r, idx, seed) if r.offsets else np.zeros(len(GENRES))
-    return lambda i: shifted(finetune.probs(tail, m.feats[i]), offsets)
+    if head is None:
+        return lambda i: shifted(finetune.probs(tail, m.feats[i]), offsets)
+    w = r.view_weight
+    return lambda i: (1 - w) * shifted(finetune.probs(tail, m.feats[i]), offsets) + w * head.probs(m.views[r.view][i])
 
 
 def shifted(p: np.ndarray, offsets: np.ndarray) -> np.ndarray:
