@@ -16,7 +16,7 @@ import torch
 from rtgenre.errors import ModelError
 from rtgenre.model import shipped_models, user_models_dir
 
-from . import ensemble, finetune, prune, thin, transfer, vgg
+from . import ensemble, finetune, prune, rhythm, thin, transfer, vgg
 from .base import load_base
 from .card import finetune_card, transfer_card
 from .data import find_tracks
@@ -201,7 +201,8 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
     nets = {thin.RECIPES[n].view for n in chosen} - {""}
     wheel = wheel or transfer.fetch_wheel(cache / "wheels")
-    views = {net: vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}
+    views = {net: rhythm.track_features(run.tracks, run.mels, cache / "rhythm", log) if net == "rhythm"
+             else vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}  # fmt: skip
     budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
     material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, views, budget)
     rows = []

@@ -43,7 +43,7 @@ class Recipe:
     augment: tuple[str, ...] = ()  # audio-augmented copies added to every training track
     clip_weight: float = 1.0  # a 2-3 s clip's weight against a 30 s track's, within its genre
     offsets: bool = False  # per-genre logit offsets chosen by inner artist CV
-    view: str = ""  # a second pretrained network's window features (``vgg.NETS``) under a linear head
+    view: str = ""  # other window features under a linear head: a second network's (``vgg.NETS``), "rhythm"
     view_weight: float = 0.0  # its share of the averaged window probabilities (1: the view alone)
 
 
@@ -57,6 +57,8 @@ RECIPES = {
         *[Recipe(f"+{a}", augment=(a,)) for a in (*audioaug.AUGMENTS, "mix")],
         *[Recipe(f"{net} (linear head)", view=net, view_weight=1.0) for net in vgg.NETS],
         *[Recipe(f"shipped + {net}", view=net, view_weight=0.5) for net in vgg.NETS],
+        Recipe("rhythm (linear head)", view="rhythm", view_weight=1.0),
+        Recipe("shipped + rhythm", view="rhythm", view_weight=0.25),
     ]
 }
 
@@ -70,7 +72,7 @@ class Material:
     feats: list[np.ndarray]
     backbone: object
     copies: dict[str, list[np.ndarray]]
-    views: dict[str, list[np.ndarray]]  # per second network, every track's window features (``vgg``)
+    views: dict[str, list[np.ndarray]]  # per view, every track's window features (``vgg``, ``rhythm``)
     budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # the shipped recipe's (every row the same)
 
 
