@@ -297,7 +297,8 @@ def status(endpoint, as_json, timeout_s):
         top = s.get("smoothed_top") or "–"
         click.echo(
             f"  {sid:<16} {s['state']:<9} {top:<10} windows {s['windows']:<7} "
-            f"overruns {s['audio_overruns']}  p99 {s['latency_ms_p99']} ms  {s.get('error') or ''}"
+            f"overruns {s['audio_overruns']}  skipped {s.get('skipped_windows', 0)}  p99 {s['latency_ms_p99']} ms  "
+            f"{s.get('error') or ''}"
         )
 
 
