@@ -75,6 +75,7 @@ class StreamEncoder:
     def __init__(self, spec: EncoderSpec, session, n_mels: int, chunk: int = 1):
         self.spec = spec
         self.chunk = max(1, chunk)
+        self.next_step = self.chunk  # new frames the next step takes (the first may be shorter: ``align``)
         self._session = session
         self.batched = session.get_inputs()[0].shape[0] != 1  # an older graph takes one stream per call
         self._level = TrailingLevel(spec.level_frames)
@@ -93,8 +94,16 @@ class StreamEncoder:
 
     @property
     def due(self) -> int:
-        """New frames a step can take now: whole chunks of those with their right context."""
-        return max(0, len(self._x) - self.spec.left - self.spec.right) // self.chunk * self.chunk
+        """New frames steps can take now (those with their right context): the next step's, then whole chunks."""
+        ready = len(self._x) - self.spec.left - self.spec.right
+        return 0 if ready < self.next_step else self.next_step + (ready - self.next_step) // self.chunk * self.chunk
+
+    def align(self, first: int) -> None:
+        """Make the first step take ``first`` new frames (then chunks), before any frame is added: chunks that end
+        where a window's rows do let each window out as soon as its audio is in, not up to a chunk later."""
+        if self.frames_in:
+            raise RuntimeError("align before the first frames")
+        self.next_step = first if 0 < first < self.chunk else self.chunk
 
     def add(self, db: np.ndarray, level: np.ndarray) -> None:
         """Hand over dB mel frames (and their levels); ``step`` or ``step_together`` turns them into rows."""
@@ -111,7 +120,7 @@ class StreamEncoder:
         are the same to the bit), or ``n`` frames in one call (a whole file's long runs; the last step)."""
         if n is None:
             while self.due:
-                self.step(self.chunk)
+                self.step(self.next_step)
         elif n > 0:
             front, rows = self._session.run(None, self.inputs(n))
             self.absorb(n, front, rows[0])
@@ -156,6 +165,7 @@ class StreamEncoder:
     def absorb(self, n: int, front: np.ndarray, rows: np.ndarray) -> None:
         """Take in one step's outputs for ``n`` new frames: the front maps ``front`` (1, n, width) and ``rows``."""
         mid = self.spec.mid
+        self.next_step = self.chunk
         self._context = np.concatenate([self._context, front], axis=1)[:, -2 * mid :] if mid else self._context
         self._x = self._x[n:]
         rows = rows[self._skip :]
@@ -167,17 +177,18 @@ class StreamEncoder:
 
 
 def step_together(encoders: list[StreamEncoder], max_batch: int = ENCODER_BATCH) -> int:
-    """Step the due chunks of many streams' encoders in calls of up to ``max_batch`` streams (one chunk each, so
-    their inputs stack), until none is due; the rows are each stream's own ``step``'s. Returns the calls made."""
+    """Step the due chunks of many streams' encoders in calls of up to ``max_batch`` streams (each its next step,
+    grouped by its length so their inputs stack), until none is due; the rows are each stream's own ``step``'s.
+    Returns the calls made."""
     calls = 0
     while due := [e for e in encoders if e.due]:
         groups: dict[tuple[int, int], list[StreamEncoder]] = {}
         for e in due:
-            groups.setdefault((id(e.session), e.chunk if e.batched else -id(e)), []).append(e)
+            groups.setdefault((id(e.session), e.next_step if e.batched else -id(e)), []).append(e)
         for group in groups.values():
             for start in range(0, len(group), max_batch):
                 part = group[start : start + max_batch]
-                n = part[0].chunk
+                n = part[0].next_step
                 feeds = [e.inputs(n) for e in part]
                 x = np.concatenate([f["x"] for f in feeds])
                 context = np.concatenate([f["context"] for f in feeds])

@@ -54,6 +54,8 @@ class Windower:
         self._samples_per_frame = p.hop_length
         self._mel = frontend.stream()
         self._encoder = encoder
+        if encoder is not None and encoder.chunk == self._hop:  # a window's last row ends a chunk: out at once
+            encoder.align((self._win + encoder.spec.mid) % encoder.chunk)
         self.audio = Ring(int(audio_buffer_s * p.sample_rate))
         self._n_mels = p.n_mels
         self.frames = Ring(self._win + self._hop, ((encoder.spec.width if encoder else p.n_mels) + 1,))

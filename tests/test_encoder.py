@@ -255,3 +255,22 @@ def test_refold_rewrites_an_unfolded_encoder_to_the_same_rows(wheel, mel, stream
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
     with pytest.raises(ModelError, match="folded already"):
         refold(old, wheel)
+
+
+def test_aligned_chunks_let_a_window_out_as_soon_as_its_audio_is_in(streamed, mel):
+    """The rows of a window's last frame need ``lag`` frames after it; with chunks that end there (``align``, as a
+    stream's windower sets it) they come then, not up to a chunk later."""
+    win = 187
+    for first, wanted in ((None, None), ((win + streamed.meta.encoder.mid) % 31, win + streamed.meta.encoder.lag)):
+        enc = streamed.stream_encoder()
+        if first is not None:
+            enc.align(first)
+        rows = 0
+        for i in range(400):
+            rows += len(enc.push(mel[i : i + 1], np.zeros(1, np.float32))[0])
+            if rows >= win:
+                break
+        if first is None:
+            late = i + 1
+        else:
+            assert i + 1 == wanted < late  # out when frame win + lag is in: the unaligned stream waited longer
