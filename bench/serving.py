@@ -49,11 +49,12 @@ class Load:
         return self.fed >= 0.95 and self.latency_p50_s <= 2.0 and self.status_max_s <= 2.0
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
+    """A process's resident set in MB (the benchmarks' memory figure)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def run(n: int, files: list[Path], model: str, seconds: float = 20.0, warm_s: float = 8.0, core: int = 0,
@@ -99,7 +100,7 @@ def run(n: int, files: list[Path], model: str, seconds: float = 20.0, warm_s: fl
                 status_s.append(took)
             time.sleep(max(0.0, STATUS_EVERY_S - (time.monotonic() - t0)))
         end = time.monotonic()
-        rss = _rss_mb(proc.pid)
+        rss = rss_mb(proc.pid)
     finally:
         stop.set()
         listener.join(2)

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from serving import rss_mb
+
 from rtgenre.feed import request, subscribe
 
 
@@ -31,11 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 def main() -> None:

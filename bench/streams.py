@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import serving  # noqa: E402
 import torch  # noqa: E402
-from serving import Load  # noqa: E402
+from serving import Load, rss_mb  # noqa: E402
 from streaming import step_times, sustained  # noqa: E402
 from throughput import MODEL, baseline_model, naive_classify_window, tracks  # noqa: E402
 
@@ -52,13 +52,6 @@ def naive_step_time(bundle, model, audio: list[np.ndarray], n: int) -> float:
         y = audio[i % len(audio)]
         naive_classify_window(bundle, model, y[i * 997 % (len(y) - win) :][:win])
     return time.perf_counter() - t0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def memory_run(files: list[Path], minutes: float) -> tuple[float, float]:

@@ -76,7 +76,7 @@ class StreamEncoder:
         self.spec = spec
         self.chunk = max(1, chunk)
         self.next_step = self.chunk  # new frames the next step takes (the first may be shorter: ``align``)
-        self._session = session
+        self.session = session  # shared by every stream of the bundle (``run`` is thread-safe)
         self.batched = session.get_inputs()[0].shape[0] != 1  # an older graph takes one stream per call
         self._level = TrailingLevel(spec.level_frames)
         self._x = np.zeros((spec.left, n_mels), np.float32)  # silence before the stream
@@ -87,10 +87,6 @@ class StreamEncoder:
         self._row_levels: list[np.ndarray] = []
         self.frames_in = 0
         self.rows_out = 0
-
-    @property
-    def session(self):
-        return self._session
 
     @property
     def due(self) -> int:
@@ -122,7 +118,7 @@ class StreamEncoder:
             while self.due:
                 self.step(self.next_step)
         elif n > 0:
-            front, rows = self._session.run(None, self.inputs(n))
+            front, rows = self.session.run(None, self.inputs(n))
             self.absorb(n, front, rows[0])
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:

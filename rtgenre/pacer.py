@@ -4,8 +4,8 @@ A file stream at real time is a loop of "decode a block, hand it over, sleep unt
 On a thread per stream, hundreds of streams meant thousands of wake-ups a second, each taking the
 GIL from the scheduler. Here one thread delivers every due block of every file stream, then sleeps
 until the next is due. A stream's runner still owns its source (open, loop, retry with backoff) and
-sleeps in ``run`` until its blocks end; a block is due once the audio before it has played, as
-``pipeline.paced`` has it.
+sleeps in ``run`` until its blocks end; a block is due once the audio before it has played (``due_at``,
+the rule ``pipeline.paced`` follows too).
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 IDLE_S = 0.05  # the longest the thread sleeps: a stream registered meanwhile waits no longer
+
+
+def due_at(start: float, delivered: int, sample_rate: int, speed: float) -> float:
+    """When a stream's next block is due: once the ``delivered`` samples before it have played at ``speed``."""
+    return start + delivered / (sample_rate * speed)
 
 
 @dataclass(eq=False)
@@ -33,7 +38,7 @@ class _Job:
 
     @property
     def due_at(self) -> float:
-        return self.start + self.delivered / (self.sample_rate * self.speed)
+        return due_at(self.start, self.delivered, self.sample_rate, self.speed)
 
 
 class Pacer:

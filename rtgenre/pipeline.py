@@ -23,6 +23,7 @@ from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
 from .messages import Window as WindowMessage
 from .model import MAX_BATCH, MAX_WINDOW_S, MIN_HOP_S, MIN_WINDOW_S, Bundle, Classifier, check_hop, check_window
+from .pacer import due_at
 from .smoothing import Smoother, SmoothingConfig
 from .windows import Window, Windower
 
@@ -194,7 +195,7 @@ def paced(blocks: Iterable[np.ndarray], sample_rate: int, speed: float = 1.0) ->
     start = time.monotonic()
     delivered = 0
     for block in blocks:
-        delay = start + delivered / (sample_rate * speed) - time.monotonic()
+        delay = due_at(start, delivered, sample_rate, speed) - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         delivered += len(block)

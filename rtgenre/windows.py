@@ -62,10 +62,9 @@ class Windower:
         self.emitted = 0  # windows returned so far
         self._whole = whole  # a whole file handed over in long blocks: the encoder steps them in long calls
         self._backlog = None if backlog_s is None else int(backlog_s * p.sample_rate)
-        self._hop_samples = p.frames(hop_s) * p.hop_length
+        self._hop_samples = self._hop * p.hop_length
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # mel frames (no encoder) not yet in the ring
         self.skipped_samples = 0  # audio dropped unheard because the scheduler fell behind (``backlog_s``)
-        self.skipped_windows = 0
         self._fed = 0
         self._fed_wall = 0.0
         self._handed: deque[tuple[int, float]] = deque()  # (samples fed so far, time.monotonic()) of each block
@@ -83,6 +82,11 @@ class Windower:
         return (self._mel.samples + self.skipped_samples) / self.sample_rate
 
     @property
+    def skipped_windows(self) -> int:
+        """Hops of audio skipped unheard (whole hops are dropped): the windows a stream did not get."""
+        return self.skipped_samples // self._hop_samples
+
+    @property
     def too_short(self) -> bool:
         """The stream gave no window and less than ``MIN_INPUT_S`` of audio: too little to judge."""
         return self.emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
@@ -97,7 +101,6 @@ class Windower:
             drop = (available - self._backlog) // self._hop_samples * self._hop_samples + self._hop_samples
             self.audio.read(drop)
             self.skipped_samples += drop
-            self.skipped_windows += drop // self._hop_samples
             available -= drop
         if available:
             self._hand(*self._mel.push(self.audio.read(available)))

@@ -11,7 +11,6 @@ compute the graph's rows (``check``) before any training starts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,17 +40,14 @@ class Base:
 def _pruning(encoder: Path, full: musicnn.Musicnn, session, n_mels: int, spec) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per front-end block, the filters the encoder computes and every filter's constant (those it does not
     compute): from a folded graph's metadata, or from an unfolded one's channel orders and ``front`` output."""
-    graph = onnx.load(str(encoder))
-    props = {p.key: p.value for p in graph.metadata_props}
-    if stream.PRUNING_KEY in props:
-        blocks = json.loads(props[stream.PRUNING_KEY])
+    if (blocks := stream.pruning_of(encoder)) is not None:
         out = []
         for block, b in zip(full.frontend, blocks, strict=True):
             constant = np.zeros(block.channels)
             constant[b["dropped"]] = b["constant"]
             out.append((np.array(b["kept"]), constant))
         return out
-    found = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    found = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(encoder)).graph.initializer}
     silence = {"x": np.zeros((1, 1 + spec.left + spec.right, n_mels), np.float32),
                "context": np.zeros((1, 2 * spec.mid, spec.front_width), np.float32)}  # fmt: skip
     front = session.run(None, silence)[0][0, 0]  # a dropped filter's map is its constant whatever the input

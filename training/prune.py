@@ -27,6 +27,7 @@ class Pruned(musicnn.Timbral):
         self.conv.bias.data.copy_(block.conv.bias.data[keep])
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(self.bn, name).data.copy_(getattr(block.bn, name).data[keep])
+        self.kept = np.asarray(keep)  # the filters it computes, in the order it computes them
         dropped = np.setdiff1d(np.arange(block.channels), keep)
         self.register_buffer("dropped", torch.from_numpy(dropped))
         self.register_buffer("constant", torch.from_numpy(constants[dropped].astype(np.float32)))

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from rtgenre.encoder import StreamEncoder
 from rtgenre.errors import ModelError
@@ -24,6 +23,7 @@ from rtgenre.model import MAX_BATCH, ModelMeta, sha256_of
 
 from . import stream
 from .base import load_base
+from .export import onnx_ms_per_window
 from .timing import cpu_session
 
 ROWS_RTOL = 1e-5  # old graph against new over a stream, relative to the rows' largest value
@@ -41,16 +41,17 @@ def refold(bundle_dir: Path, wheel: Path) -> dict:
     """Rewrite ``bundle_dir``'s encoder.onnx folded, with a batch axis; returns what changed."""
     base = load_base(bundle_dir, wheel)
     path = base.bundle.path / "encoder.onnx"
-    if stream.PRUNING_KEY in {p.key for p in onnx.load(str(path)).metadata_props}:
+    if stream.pruning_of(path) is not None:
         raise ModelError(f"{bundle_dir}: its encoder is folded already")
     meta, old = base.bundle.meta, base.bundle.meta.encoder
-    new = replace(old, front_width=int((base.model.columns < base.model.spec.front_width).sum()) + 1)
     hop = meta.frontend.frames(meta.hop_s)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d) / "encoder.onnx"
         parity = stream.export_step(base.model.backbone, tmp, hop, narrow=True)
+        folded = cpu_session(tmp)
+        new = replace(old, front_width=folded.get_inputs()[1].shape[2])  # the folded state: varying maps + "real"
         mel = np.random.default_rng(0).uniform(-60, 0, (20 * hop, meta.frontend.n_mels)).astype(np.float32)
-        a, b = stream_rows(old, cpu_session(path), mel), stream_rows(new, cpu_session(tmp), mel)
+        a, b = stream_rows(old, cpu_session(path), mel), stream_rows(new, folded, mel)
         worst = float(np.abs(a - b).max() / max(1.0, np.abs(a).max()))
         if a.shape != b.shape or worst > ROWS_RTOL:
             raise ModelError(f"{bundle_dir}: the folded encoder's rows differ from the old one's ({worst:.1e})")
@@ -58,7 +59,7 @@ def refold(bundle_dir: Path, wheel: Path) -> dict:
         ms_batch = stream.step_ms(tmp, hop, batch=MAX_BATCH) / MAX_BATCH
         shutil.copyfile(tmp, path)
     extra = dict(meta.extra)
-    window_ms = extra.get("ms_per_window", ms_old) - extra.get("encoder_ms_per_hop", ms_old)
+    window_ms = onnx_ms_per_window(base.bundle.onnx_path, meta.frontend.frames(meta.window_s), new.width)
     extra.update(encoder_ms_per_hop=round(ms_new, 3), encoder_ms_per_hop_batched=round(ms_batch, 3),
                  encoder_parity_max_rel_diff=parity, ms_per_window=round(window_ms + ms_new, 3))  # fmt: skip
     files = {**meta.files, "encoder.onnx": sha256_of(path)}

@@ -129,11 +129,17 @@ def pruning(backbone: musicnn.Musicnn) -> list[dict]:
     out = []
     for block in backbone.frontend:
         if isinstance(block, Pruned):
-            kept = np.argsort(block.order.numpy())[: len(block.conv.weight)]
-            out.append({"kept": kept.tolist(), "dropped": block.dropped.tolist(), "constant": block.constant.tolist()})
+            out.append({"kept": block.kept.tolist(), "dropped": block.dropped.tolist(),
+                        "constant": block.constant.tolist()})  # fmt: skip
         else:
             out.append({"kept": list(range(block.channels)), "dropped": [], "constant": []})
     return out
+
+
+def pruning_of(path: Path) -> list[dict] | None:
+    """A folded graph's ``pruning`` (from its metadata); None for a graph that is not folded."""
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return json.loads(props[PRUNING_KEY]) if PRUNING_KEY in props else None
 
 
 class StreamModel(nn.Module):
@@ -201,7 +207,7 @@ def export_step(backbone: musicnn.Musicnn, path: Path, frames: int = HOP_FRAMES,
     largest value (rows reach tens). A folded graph carries its ``pruning`` in its metadata."""
     step = step_module(backbone, narrow)
     n_mels = musicnn.PARAMS.n_mels
-    front = FoldedStep(backbone).weight.shape[1] if narrow else sum(b.channels for b in backbone.frontend)
+    front = step.weight.shape[1] if narrow else sum(b.channels for b in backbone.frontend)
     axes = {"x": {0: "batch", 1: "frames"}, "context": {0: "batch"}, "front": {0: "batch", 1: "new"},
             "rows": {0: "batch", 1: "new"}}  # fmt: skip
     with warnings.catch_warnings():
