@@ -218,7 +218,8 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
         from dask.distributed import Client, LocalCluster, as_completed
     except ModuleNotFoundError:
         raise RtgenreError("batch needs Dask and pyarrow: pip install 'rtgenre[batch]'") from None
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # Dask's start-up chatter only with --verbose
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    if not verbose:  # Dask's start-up chatter only with --verbose
         logging.getLogger("distributed").setLevel(logging.ERROR)
     from .model import check_hop, check_window, load_bundle
 
@@ -233,10 +234,15 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
         return counts
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands memory back on nearly
     # every free, and the front end's per-window arrays pay for it (35 % of a worker's throughput here);
-    # the workers' stack sampler costs a few % too
+    # the workers' stack sampler costs a few % too. A worker's own log (its stderr is the user's) says nothing
+    # a row's error column does not, except with --verbose; it would print a traceback when a run is stopped
+    # while a worker is sending (CommClosedError)
+    spawn_env = {"MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+    if not verbose:
+        spawn_env |= {"DASK_LOGGING__DISTRIBUTED": "critical", "DASK_LOGGING__ASYNCIO": "critical"}
     dask.config.set(
         {
-            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
+            **{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in spawn_env.items()},
             "distributed.worker.profile.enabled": False,
         }
     )
@@ -245,22 +251,30 @@ def run_batch(inputs: Iterable[str], out: Path, settings: BatchSettings, schedul
                                                   scheduler_kwargs={"dashboard": False})  # fmt: skip
     writer = PartWriter(out, settings, row_schema(meta.labels))
     bar = progress(len(todo))
+    stopped = False
     try:
         with Client(scheduler or cluster) as client:
             client.run(lambda: worker_model(settings) and None)  # every worker loads it now, in parallel
             bar.started = time.monotonic()
             tasks = {client.submit(classify_chunk, c, settings, pure=False): c for c in chunks(todo, settings.chunk)}
-            for future in as_completed(tasks):
-                try:
-                    rows = future.result()
-                except Exception as e:  # noqa: BLE001 - a worker lost on these files (killed, crashed)
-                    rows = [empty_row(p, key, meta.labels, f"worker failed: {type(e).__name__}: {e}")
-                            for p in tasks[future]]  # fmt: skip
-                writer.add(rows)
-                bar.add(rows)
+            try:
+                for future in as_completed(tasks):
+                    try:
+                        rows = future.result()
+                    except Exception as e:  # noqa: BLE001 - a worker lost on these files (killed, crashed)
+                        rows = [empty_row(p, key, meta.labels, f"worker failed: {type(e).__name__}: {e}")
+                                for p in tasks[future]]  # fmt: skip
+                    writer.add(rows)
+                    bar.add(rows)
+            except BaseException:  # Ctrl-C, SIGTERM, a lost scheduler: the CLI says which in one line, and
+                stopped = True  # Dask's logged tracebacks about the tasks it then abandons are noise
+                logging.disable(logging.CRITICAL)
+                raise
     finally:
-        writer.flush()  # what finished is kept, however the run ends (Ctrl-C, SIGTERM, a lost scheduler)
+        writer.flush()  # what finished is kept, however the run ends
         sys.stderr.write("\n")
         if cluster is not None:
             cluster.close()
+        if stopped:
+            logging.disable(logging.NOTSET)
     return {**counts, "classified": bar.done, "errors": bar.errors}
