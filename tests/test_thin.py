@@ -51,20 +51,20 @@ def test_a_mixed_in_song_lies_12_to_20_db_under_the_track(song, data):
 def test_the_recipe_table_scores_every_recipe_by_the_protocol(data, tmp_path, wheel):
     r = train_here("thin", "--data", str(data / "gtzan"), "--clips", str(data / "gtzan_clips"), "--wheel", str(wheel),
                    "--limit", "3", "--folds", "2", "--fold-seeds", "1", "--epochs", "1", "--patches-per-epoch", "64",
-                   "--recipes", "shipped,artist-balanced,+eq,shipped + MSD_vgg,rhythm (linear head)",
+                   "--recipes", "plain,artist-balanced,+eq,plain + MSD_vgg,rhythm (linear head)",
                    "--cache", str(tmp_path / "cache"),
                    "--out", str(tmp_path / "thin"))  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((tmp_path / "thin" / "thin.json").read_text())
     assert [row["recipe"]["name"] for row in rows] == [
-        "shipped",
+        "plain",
         "artist-balanced",
         "+eq",
-        "shipped + MSD_vgg",
+        "plain + MSD_vgg",
         "rhythm (linear head)",
     ]
     assert all(len(row["cv_by_split"]) == 1 and len(row["recall"]) == 10 for row in rows)
     table = (tmp_path / "thin" / "THIN.md").read_text()
     assert "| +eq |" in table and "rock recall" in table
     bad = train_here("thin", "--data", str(data / "gtzan"), "--recipes", "+mix", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "the +mix recipe needs songs to mix in" in bad.stderr
+    assert bad.returncode == 2 and "the +mix and +extra songs recipes need the songs" in bad.stderr

@@ -242,9 +242,15 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     song = data / "gtzan" / "jazz" / "jazz.00000.ogg"
     assert_serves(tmp_path / "teacher", song)
 
-    # the shipped default's recipe: the back end fine-tuned on the streaming encoder's rows, shipped with it
+    # the shipped default's recipe: the back end fine-tuned on the streaming encoder's rows, shipped with it,
+    # artist-balanced with mixup, learning from unverified extra songs too (two here)
+    extra = tmp_path / "extra"
+    for song in ("rock", "reggae"):
+        (extra / song).mkdir(parents=True)
+        first = sorted((data / "extra" / song).glob("*.ogg"))[0]
+        (extra / song / first.name).symlink_to(first)
     tiny = ["--part", "backend", "--stream", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1",
-            "--no-levels"]  # fmt: skip
+            "--no-levels", "--extra", str(extra)]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "training", "finetune", *common, *tiny, "--wheel", str(wheel),
                         "--out", str(tmp_path / "ft")], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -256,6 +262,9 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert meta.extra["encoder_ms_per_hop"] > 0
     card = (tmp_path / "ft" / "MODEL_CARD.md").read_text()
     assert "back end (pooling batch norm, dense 200) fine-tuned" in card and "Not measured in this run" in card
+    assert "**2 unverified non-GTZAN songs**" in card and "each artist weighs the same" in card and "mixup" in card
+    config = meta.extra["training"]["config"]
+    assert config["extra_songs"]["songs"] == 2 and config["weighting"] == "artist" and config["finetune"]["mixup"] > 0
     assert "streaming encoder" in card and "kept per block" in card and meta.extra["training"]["config"]["streamed"]
     assert meta.extra["valid_track_acc_by_input_level"] == {}
     assert_serves(tmp_path / "ft", song)

@@ -179,20 +179,32 @@ def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seed
 
 
 def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
-                  levels: dict[str, float], ms_per_window: float, folds_by: str,
-                  encoder_kept: str | None = None) -> str:  # fmt: skip
+                  levels: dict[str, float], ms_per_window: float, folds_by: str, encoder_kept: str | None = None,
+                  weighting: str = "track", songs: dict | None = None) -> str:  # fmt: skip
     """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre (``encoder_kept``: on
-    its streaming encoder's rows, with the front-end filters it kept per block)."""
+    its streaming encoder's rows, with the front-end filters it kept per block; ``songs``: the unverified extra
+    songs it also learnt from)."""
     layers = "mid-end and back end" if ft.part == "midend" else "back end (pooling batch norm, dense 200)"
+    each = "each artist weighs the same within its genre (its tracks share its weight)" if weighting == "artist" else \
+        "each track weighs the same"  # fmt: skip
+    filed = ", ".join(f"{g} {n}" for g, n in (songs or {}).get("by_genre", {}).items())
+    sampling = f"{each}, each genre the same. " + (
+        f"**{songs['songs']} unverified non-GTZAN songs** from `{songs['root']}` (filed by their uploaders under one "
+        f"of the thin genres: {filed}) are training material too, each weighing {songs['weight']:g} of a GTZAN "
+        "track: never in a fold that is scored, so every figure below is GTZAN's alone; they are what lifted rock "
+        "and reggae recall (results/thin/THIN.md)"
+        if songs else "The unverified `extra/` songs were not used")  # fmt: skip
+    mixed = f", mixup of patches and labels (Beta({ft.mixup:g}, {ft.mixup:g}))" if ft.mixup else ""
     return musicnn_card(
         name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by, encoder_kept=encoder_kept,
-        head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head",
+        head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head", sampling=sampling,
         trained=f"The {layers} and the head are trained ({ft.epochs} epochs of {ft.patches_per_epoch} patches drawn "
-                f"class- and track-balanced, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
+                f"class-balanced{mixed}, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
                 "for the pretrained layers, dropout 0.5, musicnn's batch-norm statistics kept; no early stopping). "
                 f"musicnn's {'front end stays' if ft.part == 'midend' else 'front and mid-end stay'} frozen.",
-        chosen=f"The budget ({ft.epochs} epochs) and learning rates were chosen among a handful by artist CV on "
-               "these same folds, which flatters the CV figure slightly (results/MODELS.md lists them all).",
+        chosen=f"The budget ({ft.epochs} epochs), learning rates and the sampling recipe were chosen among many by "
+               "artist CV on these same folds (results/MODELS.md and results/thin/THIN.md list them all), which "
+               "flatters the CV figure slightly.",
         limit="The front end is frozen and 451 tracks teach the rest: the fine-tuned layers can still overfit "
               "the few artists of rock and blues.",
     )  # fmt: skip
@@ -200,7 +212,9 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
 
 def musicnn_card(name: str, cfg, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                  levels: dict[str, float], ms_per_window: float, folds_by: str, *, head: str, trained: str,
-                 chosen: str, limit: str, encoder_kept: str | None = None) -> str:  # fmt: skip
+                 chosen: str, limit: str, encoder_kept: str | None = None,
+                 sampling: str = "each track weighs the same, each genre the same. The unverified `extra/` songs "
+                                 "were not used") -> str:  # fmt: skip
     named = {
         LABELS.get(k, k).replace("CV", f"{folds_by}-grouped CV"): v for k, v in results.items() if k != "cv_by_track"
     }
@@ -241,8 +255,7 @@ graph on real audio: `tests/test_musicnn.py`).
 
 ## Training data
 {len(tracks)} real GTZAN tracks of the fault-filtered split's train and valid parts ({clips} of them
-2–3 s clips), every 3 s patch at a 1.5 s hop; each track weighs the same, each genre the same. The
-unverified `extra/` songs were not used; the test part was not touched. {trained}
+2–3 s clips), every 3 s patch at a 1.5 s hop; {sampling}; the test part was not touched. {trained}
 
 ## Evaluation ({folds_by}-grouped folds: no {"artist" if folds_by == "artist" else "track"} on both sides)
 A track's verdict is the mean of its patches' probabilities; clips are one looped patch.

@@ -19,7 +19,7 @@ from rtgenre.model import shipped_models, user_models_dir
 from . import ensemble, finetune, prune, rhythm, thin, transfer, vgg
 from .base import load_base
 from .card import finetune_card, transfer_card
-from .data import find_tracks
+from .data import GENRES, find_tracks
 from .fit import LabelFitConfig, build
 from .folders import CollectionError, scan
 from .musicnn_run import MusicnnRun, finetune_recipe, transfer_recipe
@@ -69,18 +69,42 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
 @click.option("--stream/--no-stream", "streamed", default=False, show_default=True,
               help="Learn from the streaming encoder's features and ship it (back end only): each frame's "
                    "front and mid-end maps computed once, not once per overlapping window.")  # fmt: skip
+@click.option("--weighting", type=click.Choice(["track", "artist"]), default=thin.SHIPPED.weighting,
+              show_default=True, help="Within a genre, every track or every artist weighs the same.")  # fmt: skip
+@click.option("--mixup", type=click.FloatRange(0), default=thin.SHIPPED.mixup, show_default=True,
+              help="Beta(a, a) mixup of the training patches and their labels (0: none).")  # fmt: skip
+@click.option(
+    "--extra",
+    "extra_root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Unverified songs in genre folders to train on too (shared extra/; never scored; --stream).",
+)
+@click.option("--extra-weight", type=click.FloatRange(0, min_open=True), default=thin.SHIPPED.extra_weight,
+              show_default=True, help="An --extra song's weight against a GTZAN track's.")  # fmt: skip
 def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, levels, cache, out,
-                 hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed, streamed):  # fmt: skip
+                 hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed, streamed, weighting, mixup, extra_root,
+                 extra_weight):  # fmt: skip
     """musicnn's later layers fine-tuned for genre: artist-grouped CV, valid split, levels, bundle."""
     if streamed and part != "backend":
         raise click.BadParameter("the streaming encoder serves a back end fine-tuned alone", param_hint="--stream")
+    if extra_root and not streamed:
+        raise click.BadParameter("the extra songs are encoded by the streaming encoder", param_hint="--extra")
     ft = finetune.FinetuneConfig(part=part, epochs=epochs, patches_per_epoch=patches_per_epoch,
-                                 lr_pretrained=lr_pretrained, seed=seed)  # fmt: skip
+                                 lr_pretrained=lr_pretrained, seed=seed, mixup=mixup)  # fmt: skip
+    recipe = thin.Recipe("finetune", weighting=weighting, mixup=mixup, extra_weight=extra_weight if extra_root else 0)
     cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
-    fit = finetune_recipe(run, ft, streamed)
+    extra = find_tracks(extra_root, kind="extra") if extra_root else []
+    extra_feats = thin.extra_features(run, extra, cache, log) if extra else []
+    fit = finetune_recipe(run, thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, {}, {}, extra,
+                                             extra_feats, ft), recipe, streamed)  # fmt: skip
     kept = prune.kept(run.model.backbone) if streamed else None
-    describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept}
+    by_genre = {g: n for g in GENRES if (n := sum(t.genre == g for t in extra))}
+    songs = None
+    if extra:
+        songs = {"root": str(extra_root), "songs": len(extra), "weight": extra_weight, "by_genre": by_genre}
+    describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept,
+                "weighting": weighting, "extra_songs": songs}  # fmt: skip
     family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(
         out.name,
@@ -89,6 +113,8 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         run.tracks,
         *run.report(fit, folds, fold_seeds, out, hop_s, family, describe, levels),
         encoder_kept=kept,
+        weighting=weighting,
+        songs=songs,
     )
     (out / "MODEL_CARD.md").write_text(card)
 
@@ -175,7 +201,8 @@ def fit_cmd(root, out, install, groups_file, base_spec, exclude_label, folds, ep
 @DATA_OPTION
 @CLIPS_OPTION
 @click.option("--extra", "extra_root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Songs to mix under training tracks (the +mix recipe; shared extra/, never scored).")  # fmt: skip
+              help="Unverified songs to mix under training tracks or train on (the +mix and +extra songs recipes; "
+                   "shared extra/, never scored).")  # fmt: skip
 @WHEEL_OPTION
 @click.option("--recipes", default=",".join(thin.RECIPES), show_default=True, help="Comma-separated recipe names.")
 @click.option("--folds", default=5, show_default=True)
@@ -194,8 +221,9 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     if unknown := [n for n in chosen if n not in thin.RECIPES]:
         raise click.BadParameter(f"unknown {unknown}; known: {', '.join(thin.RECIPES)}", param_hint="--recipes")
     augments = {a for n in chosen for a in thin.RECIPES[n].augment}
-    if "mix" in augments and not extra_root:
-        raise click.BadParameter("the +mix recipe needs songs to mix in", param_hint="--extra")
+    trains_on_extra = any(thin.RECIPES[n].extra_weight for n in chosen)
+    if ("mix" in augments or trains_on_extra) and not extra_root:
+        raise click.BadParameter("the +mix and +extra songs recipes need the songs", param_hint="--extra")
     run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
@@ -204,14 +232,16 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     views = {net: rhythm.track_features(run.tracks, run.mels, cache / "rhythm", log) if net == "rhythm"
              else vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}  # fmt: skip
     budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
-    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, views, budget)
+    extra_feats = thin.extra_features(run, extra, cache, log) if trains_on_extra else []
+    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, views, extra, extra_feats,
+                             budget)  # fmt: skip
     rows = []
     for name in chosen:
         rows.append(thin.evaluate(material, thin.RECIPES[name], fold_seeds, folds, log))
         log(json.dumps(rows[-1]))
         note = (f"`rtgenre-train thin` on {len(run.tracks)} train + valid tracks: artist-grouped {folds}-fold CV "
-                f"over {fold_seeds} fold splits; the shipped recipe ({epochs} epochs of {patches_per_epoch} "
-                "patches) but for what a row changes.")  # fmt: skip
+                f"over {fold_seeds} fold splits; the plain recipe ({epochs} epochs of {patches_per_epoch} "
+                "patches, every track the same within its genre) but for what a row changes.")  # fmt: skip
         thin.write(out, rows, note)
 
 

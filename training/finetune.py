@@ -34,6 +34,8 @@ class FinetuneConfig:
     lr_pretrained: float = 1e-4
     weight_decay: float = 1e-3
     seed: int = 0
+    mixup: float = 0.0  # Beta(a, a) mixing of a batch's patches and their labels (0: none)
+    adversary: float = 0.0  # weight of a reversed-gradient artist classifier within each genre (0: none)
 
 
 class Tail(nn.Module):
@@ -50,9 +52,12 @@ class Tail(nn.Module):
         layers = [b.pool_bn, b.dense, b.dense_bn] + ([b.midend] if self.part == "midend" else [])
         return [p for layer in layers for p in layer.parameters()]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.backbone.pool(x.float()) if self.part == "midend" else x
-        return self.head(self.backbone.dropout(self.backbone.backend(pooled)))
+        return self.backbone.backend(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.dropout(self.embed(x)))
 
     def train(self, mode: bool = True) -> Tail:
         """Dropout follows ``mode``; batch norm always uses musicnn's statistics."""
@@ -73,10 +78,46 @@ def patch_weights(feats: list[np.ndarray], labels: list[int], tracks: np.ndarray
     return w / w.sum()
 
 
+class _Reversed(torch.autograd.Function):
+    """Identity forward, negated gradient backward: the embedding learns to defeat what reads it."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+class ArtistAdversary(nn.Module):
+    """Tells a patch's artist from its embedding among the artists of its own genre only, so that the reversed
+    gradient removes what tells one artist from another within a genre, not what tells genres apart (rock has
+    four artists: a back end that knows them learns them instead of rock)."""
+
+    def __init__(self, size: int, artists: np.ndarray, labels: np.ndarray, n_classes: int):
+        super().__init__()
+        self.artist_of = torch.from_numpy(artists)  # per patch
+        genre_of = np.zeros(artists.max() + 1, int)
+        genre_of[artists] = labels
+        self.allowed = torch.from_numpy(genre_of[None, :] == np.arange(n_classes)[:, None])  # (genre, artist)
+        self.linear = nn.Linear(size, len(genre_of))
+
+    def loss(self, embedding: torch.Tensor, idx: np.ndarray, y: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(_Reversed.apply(embedding)).masked_fill(~self.allowed[y], float("-inf"))
+        return nn.functional.cross_entropy(logits, self.artist_of[idx])
+
+
 def fit(backbone: musicnn.Musicnn, feats: list[np.ndarray], labels: list[int], cfg: FinetuneConfig,
-        n_classes: int = len(GENRES), track_weights: np.ndarray | None = None) -> Tail:  # fmt: skip
+        n_classes: int = len(GENRES), track_weights: np.ndarray | None = None,
+        groups: list[str] | None = None) -> Tail:  # fmt: skip
     """Train a tail of ``backbone`` on the patches of the given tracks (a fixed budget, no early stopping: no
-    peeking); ``labels`` index ``n_classes`` classes, ``track_weights`` weigh tracks within their genre."""
+    peeking); ``labels`` index ``n_classes`` classes, ``track_weights`` weigh tracks within their genre,
+    ``groups`` name each track's artist (for ``cfg.adversary``)."""
+    if cfg.adversary and groups is None:
+        raise ValueError("the artist adversary needs each track's artist")
+    if cfg.adversary and cfg.mixup:
+        raise ValueError("the artist adversary reads unmixed patches: mixup and adversary are one or the other")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tail = Tail(backbone, cfg.part, n_classes)
@@ -92,11 +133,29 @@ def fit(backbone: musicnn.Musicnn, feats: list[np.ndarray], labels: list[int], c
     x = np.concatenate(feats)
     y = torch.from_numpy(np.concatenate([np.full(len(f), label) for f, label in zip(feats, labels, strict=True)]))
     w = patch_weights(feats, labels, track_weights)
+    adversary = None
+    if cfg.adversary:
+        keys = list(zip(labels, groups, strict=True))  # an artist filed under two genres is two groups
+        ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
+        artists = np.concatenate([np.full(len(f), ids[k]) for f, k in zip(feats, keys, strict=True)])
+        adversary = ArtistAdversary(tail.backbone.embedding_size, artists, y.numpy(), n_classes)
+        opt.add_param_group({"params": adversary.parameters(), "lr": cfg.lr_head})
     tail.train()
     for _ in range(cfg.epochs):
         drawn = rng.choice(len(x), size=cfg.patches_per_epoch, p=w)
         for idx in (drawn[j : j + cfg.batch] for j in range(0, len(drawn), cfg.batch)):
-            loss = nn.functional.cross_entropy(tail(torch.from_numpy(x[idx])), y[idx])
+            xb, yb = torch.from_numpy(x[idx]), y[idx]
+            if cfg.mixup:
+                lam, other = float(rng.beta(cfg.mixup, cfg.mixup)), torch.from_numpy(rng.permutation(len(idx)))
+                logits = tail(lam * xb + (1 - lam) * xb[other])
+                loss = lam * nn.functional.cross_entropy(logits, yb) + (1 - lam) * nn.functional.cross_entropy(
+                    logits, yb[other])  # fmt: skip
+            elif adversary is not None:
+                embedding = tail.embed(xb)
+                loss = nn.functional.cross_entropy(tail.head(tail.backbone.dropout(embedding)), yb)
+                loss = loss + cfg.adversary * adversary.loss(embedding, idx, yb)
+            else:
+                loss = nn.functional.cross_entropy(tail(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -17,7 +17,7 @@ import numpy as np
 
 from rtgenre.frontend import MelParams
 
-from . import finetune, prune, stream, transfer
+from . import finetune, prune, stream, thin, transfer
 from .data import GENRES, Track, has_artists
 from .evaluate import level_accuracy, plot_confusion, score
 from .export import write_bundle
@@ -122,12 +122,13 @@ def transfer_recipe(run: MusicnnRun, cfg: transfer.TransferConfig) -> Callable[[
 
 
 def finetune_recipe(
-    run: MusicnnRun, ft: finetune.FinetuneConfig, streamed: bool
+    run: MusicnnRun, material: thin.Material, recipe: thin.Recipe, streamed: bool
 ) -> Callable[[list[int]], transfer.Fitted]:
-    """The later layers fine-tuned on the tracks' features; ``streamed``: the window model of the streaming encoder."""
+    """The later layers fine-tuned on the tracks' features by ``recipe`` (its sampling, mixup, extra songs);
+    ``streamed``: the window model of the streaming encoder."""
 
     def fit(idx: list[int]) -> transfer.Fitted:
-        tail = finetune.fit(run.model.backbone, [run.feats[i] for i in idx], [run.labels[i] for i in idx], ft)
+        tail = thin.fit_tail(material, recipe, idx, material.budget.seed)
         if streamed:
             spec = stream.encoder_spec(tail.backbone, float(run.model.norm.reference))
             model = partial(stream.StreamModel, tail.backbone, tail.head, spec)

@@ -4,11 +4,13 @@ Rock has four artists in train + valid, each with many tracks: a back end that w
 the same learns those artists. The recipes here change what the fine-tuned back end sees or how it
 decides, never the encoder, so each ships as the same graphs at the same cost: artist-balanced
 sampling, audio augmentation (``audioaug``: copies of each training track recorded differently), a
-higher weight for 2-3 s clips, and per-genre logit offsets chosen by an inner artist CV on each run's
-own training tracks (never on the tracks it is scored on). Every recipe is scored by the protocol the
-shipped default is: artist-grouped CV over the same fold splits and the train -> valid split, with
-per-genre recall, macro-F1 and the single-window accuracy of the thin genres' clips beside track
-accuracy.
+higher weight for 2-3 s clips, mixup, a within-genre artist adversary, the unverified ``extra/`` songs
+as training material (never scored), and per-genre logit offsets chosen by an inner artist CV on each
+run's own training tracks (never on the tracks it is scored on); a second network's features (``vgg``)
+or a rhythm summary (``rhythm``) beside it. Every recipe is scored by the protocol the shipped default
+is: artist-grouped CV over the same fold splits and the train -> valid split, with per-genre recall,
+macro-F1 and the single-window accuracy of the thin genres' clips beside track accuracy. ``SHIPPED`` is
+the row the default is trained by (``rtgenre-train finetune``'s defaults).
 """
 
 from __future__ import annotations
@@ -45,22 +47,40 @@ class Recipe:
     offsets: bool = False  # per-genre logit offsets chosen by inner artist CV
     view: str = ""  # other window features under a linear head: a second network's (``vgg.NETS``), "rhythm"
     view_weight: float = 0.0  # its share of the averaged window probabilities (1: the view alone)
+    mixup: float = 0.0  # window-level mixup of the back end's inputs (``finetune.FinetuneConfig.mixup``)
+    adversary: float = 0.0  # weight of the within-genre artist adversary (``finetune.ArtistAdversary``)
+    extra_weight: float = 0.0  # an unverified ``extra/`` song's weight against a GTZAN track's (never scored)
 
 
 RECIPES = {
     r.name: r
     for r in [
-        Recipe("shipped"),
+        Recipe("plain"),  # the default until session 8
         Recipe("artist-balanced", weighting="artist"),
         Recipe("clips x3", clip_weight=3.0),
         Recipe("offsets", offsets=True),
         *[Recipe(f"+{a}", augment=(a,)) for a in (*audioaug.AUGMENTS, "mix")],
         *[Recipe(f"{net} (linear head)", view=net, view_weight=1.0) for net in vgg.NETS],
-        *[Recipe(f"shipped + {net}", view=net, view_weight=0.5) for net in vgg.NETS],
+        *[Recipe(f"plain + {net}", view=net, view_weight=0.5) for net in vgg.NETS],
         Recipe("rhythm (linear head)", view="rhythm", view_weight=1.0),
-        Recipe("shipped + rhythm", view="rhythm", view_weight=0.25),
+        Recipe("plain + rhythm", view="rhythm", view_weight=0.25),
+        Recipe("mixup", mixup=0.4),
+        Recipe("artist adversary", adversary=0.3),
+        Recipe("artist adversary x1", adversary=1.0),
+        Recipe("mixup 0.2", mixup=0.2),
+        Recipe("mixup 1.0", mixup=1.0),
+        Recipe("mixup + artist-balanced", mixup=0.4, weighting="artist"),
+        Recipe("+extra songs x0.3", extra_weight=0.3),
+        Recipe("+extra songs", extra_weight=1.0),
+        Recipe("mixup +extra songs x0.3", mixup=0.4, extra_weight=0.3),
+        Recipe("mixup + artist-balanced +extra songs x0.3", mixup=0.4, weighting="artist", extra_weight=0.3),
+        Recipe("mixup + artist-balanced +eq", mixup=0.4, weighting="artist", augment=("eq",)),
+        Recipe("mixup + artist-balanced +pitch", mixup=0.4, weighting="artist", augment=("pitch",)),
     ]
 }
+
+
+SHIPPED = RECIPES["mixup + artist-balanced +extra songs x0.3"]  # the default's (`make finetune`), since session 8
 
 
 @dataclass
@@ -73,7 +93,9 @@ class Material:
     backbone: object
     copies: dict[str, list[np.ndarray]]
     views: dict[str, list[np.ndarray]]  # per view, every track's window features (``vgg``, ``rhythm``)
-    budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # the shipped recipe's (every row the same)
+    extra: list[Track]  # unverified songs that recipes may train on, never score (``extra/``)
+    extra_feats: list[np.ndarray]  # their pooled windows (empty when no recipe trains on them)
+    budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # epochs and patches: every row the same
 
 
 def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log) -> dict[str, list[np.ndarray]]:
@@ -104,6 +126,13 @@ def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log)
     return out
 
 
+def extra_features(run, extra: list[Track], cache: Path, log) -> list[np.ndarray]:
+    """The extra songs' pooled windows through the same streaming encoder as the collection's."""
+    mels, _, _ = transfer.collection_mels(extra, cache / "mel")
+    spec = stream.encoder_spec(run.model.backbone, float(run.model.norm.reference))
+    return stream.track_features(run.model.backbone, spec, extra, mels, cache / "musicnn-stream", log)
+
+
 def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
     """Each training track's weight within its genre (``finetune.patch_weights`` balances the genres)."""
     w = np.array([r.clip_weight if m.tracks[i].kind == "clip" else 1.0 for i in idx])
@@ -116,15 +145,25 @@ def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
     return w
 
 
+def fit_tail(m: Material, r: Recipe, idx: list[int], seed: int) -> finetune.Tail:
+    """The recipe's back end trained on tracks ``idx``, and on the extra songs if it takes them (never scored)."""
+    labels = [m.labels[i] for i in idx]
+    feats = [np.concatenate([m.feats[i], *(m.copies[a][i] for a in r.augment)]) for i in idx]
+    weights, groups = track_weights(m, idx, r), [m.tracks[i].artist for i in idx]
+    if r.extra_weight:
+        feats, labels = feats + m.extra_feats, labels + [GENRES.index(t.genre) for t in m.extra]
+        weights = np.concatenate([weights, np.full(len(m.extra), r.extra_weight)])
+        groups = groups + [f"extra/{t.path.name}" for t in m.extra]  # the uploaders are unknown: a song each
+    return finetune.fit(m.backbone, feats, labels, replace(m.budget, seed=seed, mixup=r.mixup, adversary=r.adversary),
+                        track_weights=weights, groups=groups)  # fmt: skip
+
+
 def fit(m: Material, r: Recipe, idx: list[int], seed: int) -> Callable[[int], np.ndarray]:
     """The recipe fitted on tracks ``idx``: window probabilities of any track (by index)."""
-    labels = [m.labels[i] for i in idx]
-    head = transfer.fit_head([m.views[r.view][i] for i in idx], labels, VIEW_C) if r.view else None
+    head = transfer.fit_head([m.views[r.view][i] for i in idx], [m.labels[i] for i in idx], VIEW_C) if r.view else None
     if r.view_weight >= 1.0:
         return lambda i: head.probs(m.views[r.view][i])
-    feats = [np.concatenate([m.feats[i], *(m.copies[a][i] for a in r.augment)]) for i in idx]
-    tail = finetune.fit(m.backbone, feats, labels, replace(m.budget, seed=seed),
-                        track_weights=track_weights(m, idx, r))  # fmt: skip
+    tail = fit_tail(m, r, idx, seed)
     offsets = choose_offsets(m, r, idx, seed) if r.offsets else np.zeros(len(GENRES))
     if head is None:
         return lambda i: shifted(finetune.probs(tail, m.feats[i]), offsets)
