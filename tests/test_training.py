@@ -245,10 +245,10 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     # the shipped default's recipe: the back end fine-tuned on the streaming encoder's rows, shipped with it,
     # artist-balanced with mixup, learning from unverified extra songs too (two here)
     extra = tmp_path / "extra"
-    for song in ("rock", "reggae"):
-        (extra / song).mkdir(parents=True)
-        first = sorted((data / "extra" / song).glob("*.ogg"))[0]
-        (extra / song / first.name).symlink_to(first)
+    for genre in ("rock", "reggae"):
+        (extra / genre).mkdir(parents=True)
+        first = sorted((data / "extra" / genre).glob("*.ogg"))[0]
+        (extra / genre / first.name).symlink_to(first)
     tiny = ["--part", "backend", "--stream", "--epochs", "1", "--patches-per-epoch", "64", "--fold-seeds", "1",
             "--no-levels", "--extra", str(extra)]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "training", "finetune", *common, *tiny, "--wheel", str(wheel),
