@@ -109,7 +109,7 @@ transfer: $(VENV)/.dev $(MUSICNN_WHEEL)
 	  --out $(or $(OUT),build/musicnn-linear-gtzan)
 
 # musicnn's back end fine-tuned for genre on its streaming encoder's features (the shipped default, musicnn-gtzan):
-# artist-balanced, mixup, the unverified extra/ songs as training material at 0.3 a song (never scored);
+# artist-balanced, mixup, the unverified extra/ songs as training material each song weighing 0.3 of a GTZAN artist (never scored);
 # artist CV over 3 fold splits, valid, levels (7-8 min on one core with the log-mel cached)
 finetune: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training finetune --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \

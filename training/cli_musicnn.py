@@ -79,8 +79,13 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Unverified songs in genre folders to train on too (shared extra/; never scored; --stream).",
 )
-@click.option("--extra-weight", type=click.FloatRange(0, min_open=True), default=thin.SHIPPED.extra_weight,
-              show_default=True, help="An --extra song's weight against a GTZAN track's.")  # fmt: skip
+@click.option(
+    "--extra-weight",
+    type=click.FloatRange(0, min_open=True),
+    default=thin.SHIPPED.extra_weight,
+    show_default=True,
+    help="An --extra song's weight against a GTZAN track's (an artist's under --weighting artist).",
+)
 def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, levels, cache, out,
                  hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed, streamed, weighting, mixup, extra_root,
                  extra_weight):  # fmt: skip

@@ -49,7 +49,8 @@ class Recipe:
     view_weight: float = 0.0  # its share of the averaged window probabilities (1: the view alone)
     mixup: float = 0.0  # window-level mixup of the back end's inputs (``finetune.FinetuneConfig.mixup``)
     adversary: float = 0.0  # weight of the within-genre artist adversary (``finetune.ArtistAdversary``)
-    extra_weight: float = 0.0  # an unverified ``extra/`` song's weight against a GTZAN track's (never scored)
+    extra_weight: float = 0.0  # an unverified ``extra/`` song's weight against a GTZAN track's (an artist's when
+    # ``weighting`` is "artist": each song is its own artist); never scored
 
 
 RECIPES = {
