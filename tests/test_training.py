@@ -289,6 +289,12 @@ def test_the_streaming_encoder_serves_only_a_back_end_fine_tuned_alone(data):
     assert r.returncode == 2 and "the streaming encoder serves a back end fine-tuned alone" in r.stderr
 
 
+def test_an_extra_folder_without_genre_folders_is_one_line_before_any_work(data, tmp_path):
+    args = ["finetune", "--data", str(data / "gtzan"), "--stream", "--extra", str(tmp_path), "--out", "unused"]
+    r = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no GTZAN genre folders found" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_an_ensemble_mix_runs_from_one_model_to_the_other(tmp_path):
     from training.ensemble import checkpoint_fold_model, mixes
 

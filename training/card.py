@@ -189,8 +189,8 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
         "each track weighs the same"  # fmt: skip
     filed = ", ".join(f"{g} {n}" for g, n in (songs or {}).get("by_genre", {}).items())
     sampling = f"{each}, each genre the same. " + (
-        f"**{songs['songs']} unverified non-GTZAN songs** from `{songs['root']}` (filed by their uploaders under one "
-        f"of the thin genres: {filed}) are training material too, each weighing {songs['weight']:g} of a GTZAN "
+        f"**{songs['songs']} unverified non-GTZAN songs** from `{songs['root']}` (filed by their uploaders under "
+        f"a genre: {filed}) are training material too, each weighing {songs['weight']:g} of a GTZAN "
         f"{'artist' if weighting == 'artist' else 'track'}: never in a fold that is scored, so every figure below "
         "is GTZAN's alone; they are what lifted rock and reggae recall (results/thin/THIN.md)"
         if songs else "The unverified `extra/` songs were not used")  # fmt: skip

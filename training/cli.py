@@ -14,7 +14,7 @@ import click
 
 from . import cli_lyrics, cli_musicnn
 from .compare import compare_families, load_comparison, merge
-from .data import GENRES
+from .data import GENRES, DataError
 from .models import FAMILIES
 from .options import CLIPS_OPTION, DATA_OPTION, MEL_CACHE_OPTION, common, data_option, train_config
 from .protocol import FoldError, attach_teacher, grouping, load_collection, valid_levels
@@ -24,13 +24,16 @@ from .train import load_checkpoint
 
 
 class Main(click.Group):
-    """The command group: too few tracks or artists for the folds, found deep in a run, is a usage error."""
+    """The command group: too few tracks or artists for the folds, found deep in a run, is a usage error; a
+    folder without genre folders or audio is one line, not a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except FoldError as e:
             raise click.BadParameter(str(e), param_hint="--folds") from None
+        except DataError as e:
+            raise click.ClickException(str(e)) from None
 
 
 @click.group(cls=Main)

@@ -98,8 +98,8 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
                                  lr_pretrained=lr_pretrained, seed=seed, mixup=mixup)  # fmt: skip
     recipe = thin.Recipe("finetune", weighting=weighting, mixup=mixup, extra_weight=extra_weight if extra_root else 0)
     cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
+    extra = find_tracks(extra_root, kind="extra") if extra_root else []  # a bad folder fails before the long part
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
-    extra = find_tracks(extra_root, kind="extra") if extra_root else []
     extra_feats = thin.extra_features(run, extra, cache, log) if extra else []
     fit = finetune_recipe(run, thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, {}, {}, extra,
                                              extra_feats, ft), recipe, streamed)  # fmt: skip
@@ -229,8 +229,8 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     trains_on_extra = any(thin.RECIPES[n].extra_weight for n in chosen)
     if ("mix" in augments or trains_on_extra) and not extra_root:
         raise click.BadParameter("the +mix and +extra songs recipes need the songs", param_hint="--extra")
-    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
+    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
     nets = {thin.RECIPES[n].view for n in chosen} - {""}
     wheel = wheel or transfer.fetch_wheel(cache / "wheels")

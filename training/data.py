@@ -41,12 +41,16 @@ class Track:
         return f"{self.genre}/{self.path.stem}"
 
 
+class DataError(FileNotFoundError):
+    """A folder given as a collection holds no genre folders or no audio: the user's input, not a bug."""
+
+
 def collection_root(root: Path) -> Path:
     """The folder holding one sub-folder per genre, whichever layout ``root`` uses."""
     for candidate in (root, root / "genres_original", root / "Data" / "genres_original", root / "genres"):
         if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):
             return candidate
-    raise FileNotFoundError(f"{root}: no GTZAN genre folders found (expected <genre>/<genre>.000NN.<ext>)")
+    raise DataError(f"{root}: no GTZAN genre folders found (expected <genre>/<genre>.000NN.<ext>)")
 
 
 def read_splits(root: Path) -> dict[str, str]:
@@ -84,7 +88,7 @@ def find_tracks(root: Path, kind: str = "full") -> list[Track]:
             split = splits.get(f"{genre}/{path.stem}", "unlisted" if splits else "train")
             tracks.append(Track(path, genre, split, kind, artists.get(f"{genre}/{path.stem}", "")))
     if not tracks:
-        raise FileNotFoundError(f"{root}: no audio files in the genre folders")
+        raise DataError(f"{root}: no audio files in the genre folders")
     return tracks
 
 
