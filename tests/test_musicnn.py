@@ -90,3 +90,18 @@ def test_a_finetuned_tail_is_what_the_exported_graph_computes(port, part):
         graph = torch.softmax(finetune.installed(model, tail)(x), 1).numpy()
     tolerance = 1e-3 if part == "midend" else 1e-5  # the cached front-end maps are float16
     np.testing.assert_allclose(finetune.probs(tail, feats), graph, atol=tolerance)
+
+
+@pytest.mark.parametrize("frames", [1, 15, 16, 31, 250])
+def test_the_front_end_blocks_cheaper_order_gives_the_plain_one(port, frames):
+    """Max over frequency before ReLU and batch norm (negated filters where the scale is negative), and time-only
+    filters as banded products: the maps of TF's order (convolution, ReLU, batch norm, max), whatever the length."""
+    x = torch.from_numpy(np.random.default_rng(frames).normal(0, 1, (2, 1, frames + 127, 96)).astype(np.float32))
+    with torch.no_grad():
+        for block in port.frontend:
+            assert (block.bn.weight < 0).any() and (block.bn.weight > 0).any()  # both signs are exercised
+            time = block.conv.kernel_size[0]
+            plain = block.bn(torch.relu(block.conv(x[:, :, : frames + time - 1]))).amax(dim=3)
+            got = block.maps(x[:, :, : frames + time - 1])
+            assert got.shape == plain.shape == (2, block.channels, frames)
+            assert (got - plain).abs().max() <= 1e-5 * plain.abs().max()

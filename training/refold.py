@@ -1,10 +1,11 @@
 """A bundle's streaming encoder rewritten in the current graph form, serving the same rows.
 
 Bundles written before the encoder folded its constant front-end maps (``stream.FoldedStep``) and took a
-batch axis run one stream per call and carry 561 maps of state per frame. ``refold`` recovers the
-pruned backbone from the wheel and the old graph (``base.load_base``), exports the folded step, and
-replaces the graph only if a stream of the same frames gets the same rows from both; the window model,
-and so every verdict, is unchanged.
+batch axis run one stream per call and carry 561 maps of state per frame; those written before the front
+end's cheaper order (``musicnn.Timbral``: batch norm after the max over frequency, time-only filters as
+banded products) run it at full cost. ``refold`` recovers the pruned backbone from the wheel and the old
+graph (``base.load_base``), exports the step as today's code writes it, and replaces the graph only if a
+stream of the same frames gets the same rows from both; the window model, and so every verdict, is unchanged.
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ def stream_rows(spec, session, mel: np.ndarray, block: int = 31) -> np.ndarray:
 
 
 def refold(bundle_dir: Path, wheel: Path) -> dict:
-    """Rewrite ``bundle_dir``'s encoder.onnx folded, with a batch axis; returns what changed."""
+    """Rewrite ``bundle_dir``'s encoder.onnx as today's code writes it (folded, a batch axis); returns what changed."""
     base = load_base(bundle_dir, wheel)
     path = base.bundle.path / "encoder.onnx"
-    if stream.pruning_of(path) is not None:
-        raise ModelError(f"{bundle_dir}: its encoder is folded already")
     meta, old = base.bundle.meta, base.bundle.meta.encoder
     hop = meta.frontend.frames(meta.hop_s)
     with tempfile.TemporaryDirectory() as d:
@@ -54,7 +53,7 @@ def refold(bundle_dir: Path, wheel: Path) -> dict:
         a, b = stream_rows(old, cpu_session(path), mel), stream_rows(new, folded, mel)
         worst = float(np.abs(a - b).max() / max(1.0, np.abs(a).max()))
         if a.shape != b.shape or worst > ROWS_RTOL:
-            raise ModelError(f"{bundle_dir}: the folded encoder's rows differ from the old one's ({worst:.1e})")
+            raise ModelError(f"{bundle_dir}: the rewritten encoder's rows differ from the old one's ({worst:.1e})")
         ms_old, ms_new = stream.step_ms(path, hop), stream.step_ms(tmp, hop)
         ms_batch = stream.step_ms(tmp, hop, batch=MAX_BATCH) / MAX_BATCH
         shutil.copyfile(tmp, path)
