@@ -82,9 +82,9 @@ class StreamPipeline:
         """Hand over mono samples at the model rate (see ``Windower.feed``)."""
         self.windower.feed(block, newest_sample_time)
 
-    def windows(self, final: bool = False) -> list[Window]:
+    def windows(self, final: bool = False, prepare: bool = True) -> list[Window]:
         """The windows the audio handed over so far completed (see ``Windower.windows``)."""
-        return self.windower.windows(final)
+        return self.windower.windows(final, prepare)
 
     def emit(self, windows: list[Window], probs: np.ndarray) -> list[dict]:
         """Smooth, account and publish the classified windows; returns the messages."""
@@ -226,7 +226,7 @@ def due_windows(pipelines: Iterable[StreamPipeline], encoder_batch: int = ENCODE
     for p in pipelines:
         p.windower.prepare()
     step_together([p.windower.encoder for p in pipelines if p.windower.encoder is not None], encoder_batch)
-    return [(p, p.windows()) for p in pipelines]
+    return [(p, p.windows(prepare=False)) for p in pipelines]
 
 
 def finish(pipeline: StreamPipeline, classifier: Classifier, reason: str, source: dict) -> dict:

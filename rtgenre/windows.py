@@ -105,10 +105,13 @@ class Windower:
         if available:
             self._hand(*self._mel.push(self.audio.read(available)))
 
-    def windows(self, final: bool = False) -> list[Window]:
-        """The windows the buffered audio completed (``prepare`` first). ``final``: the stream has ended, so the
-        last frames are flushed and input shorter than a window is looped into one."""
-        self.prepare()
+    def windows(self, final: bool = False, prepare: bool = True) -> list[Window]:
+        """The windows the buffered audio completed (``prepare`` first, unless a scheduler just did: audio that
+        came since then waits for its next pass, so that every encoder step is one of its batched ones).
+        ``final``: the stream has ended, so the last frames are flushed and input shorter than a window is
+        looped into one."""
+        if prepare or final:
+            self.prepare()
         if final:
             self._hand(*self._mel.flush())
         now = time.monotonic()

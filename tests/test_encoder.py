@@ -275,3 +275,30 @@ def test_aligned_chunks_let_a_window_out_as_soon_as_its_audio_is_in(streamed, me
             late = i + 1
         else:
             assert i + 1 == wanted < late  # out when frame win + lag is in: the unaligned stream waited longer
+
+
+def test_audio_that_comes_after_the_schedulers_step_waits_for_its_next_pass(streamed, data):
+    """``due_windows`` steps every stream's encoder in batched calls, then takes their windows without taking in
+    audio again: a block that a source thread handed over meanwhile is not stepped alone, it waits its turn and
+    loses nothing."""
+    from rtgenre.audio import FileSource
+    from rtgenre.pipeline import StreamPipeline, StreamSettings, due_windows
+
+    rate = streamed.meta.frontend.sample_rate
+    y = np.concatenate(list(FileSource(str(data / "gtzan" / "rock" / "rock.00003.ogg"), rate, 12.0)))[: 10 * rate]
+    whole = StreamPipeline(streamed, StreamSettings())
+    whole.feed(y)
+    want = [w.mel for w in whole.windows()]
+    pipes = [StreamPipeline(streamed, StreamSettings()) for _ in range(2)]
+    for p in pipes:
+        p.feed(y[: 6 * rate])
+        p.windower.prepare()
+    step_together([p.windower.encoder for p in pipes])
+    for p in pipes:
+        p.feed(y[6 * rate :])  # came while the encoders were stepped
+    first = [p.windows(prepare=False) for p in pipes]
+    for p, got in zip(pipes, first, strict=True):
+        assert got and p.windower.audio.available == 4 * rate and not p.windower.encoder.due
+        got += due_windows([p])[0][1]
+        assert len(got) == len(want)
+        np.testing.assert_allclose(np.stack([w.mel for w in got]), np.stack(want), rtol=0, atol=1e-5)
