@@ -68,3 +68,24 @@ def test_the_recipe_table_scores_every_recipe_by_the_protocol(data, tmp_path, wh
     assert "| +eq |" in table and "rock recall" in table
     bad = train_here("thin", "--data", str(data / "gtzan"), "--recipes", "+mix", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "the +mix and +extra songs recipes need the songs" in bad.stderr
+
+
+def test_an_averaged_recipe_is_the_mean_of_its_members_each_from_its_own_seed(wheel):
+    """``members``: back ends trained from seeds seed, seed + MEMBER_SEED, …; their window probabilities averaged."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from training import finetune, musicnn, thin
+
+    backbone = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    rng = np.random.default_rng(0)
+    tracks = [SimpleNamespace(kind="full", artist=f"a{i}", genre="rock") for i in range(6)]
+    feats = [rng.normal(0, 1, (4, 2 * 753)).astype(np.float32) for _ in tracks]
+    budget = finetune.FinetuneConfig(epochs=1, patches_per_epoch=32)
+    m = thin.Material(tracks, [i % 2 for i in range(6)], feats, backbone, {}, {}, [], [], budget)
+    one = thin.Recipe("one", mixup=0.4)
+    averaged = thin.fit(m, replace(one, members=2), list(range(4)), 7)
+    members = [thin.fit(m, one, list(range(4)), seed) for seed in (7, 7 + thin.MEMBER_SEED)]
+    for i in (4, 5):
+        np.testing.assert_allclose(averaged(i), (members[0](i) + members[1](i)) / 2, rtol=0, atol=1e-6)
+        assert not np.allclose(members[0](i), members[1](i))  # the members differ: their seeds do

@@ -35,6 +35,7 @@ from .evaluate import score
 THIN = ("country", "disco", "hiphop", "metal", "reggae", "rock")
 OFFSET_GRID = np.arange(-2.0, 2.01, 0.25)
 INNER_FOLDS = 4
+MEMBER_SEED = 1000  # member k of an averaged recipe trains from seed + k · MEMBER_SEED
 VIEW_C = transfer.TransferConfig.c  # the frozen-musicnn linear head's regularisation, for a second network's
 
 
@@ -51,8 +52,11 @@ class Recipe:
     adversary: float = 0.0  # weight of the within-genre artist adversary (``finetune.ArtistAdversary``)
     extra_weight: float = 0.0  # an unverified ``extra/`` song's weight against a GTZAN track's (an artist's when
     # ``weighting`` is "artist": each song is its own artist); never scored
+    members: int = 1  # back ends trained from as many seeds, their window probabilities averaged
 
 
+# the default's back end (`make finetune`), since session 8
+SHIPPED = Recipe("mixup + artist-balanced +extra songs x0.3", mixup=0.4, weighting="artist", extra_weight=0.3)
 RECIPES = {
     r.name: r
     for r in [
@@ -74,14 +78,12 @@ RECIPES = {
         Recipe("+extra songs x0.3", extra_weight=0.3),
         Recipe("+extra songs", extra_weight=1.0),
         Recipe("mixup +extra songs x0.3", mixup=0.4, extra_weight=0.3),
-        Recipe("mixup + artist-balanced +extra songs x0.3", mixup=0.4, weighting="artist", extra_weight=0.3),
+        SHIPPED,
         Recipe("mixup + artist-balanced +eq", mixup=0.4, weighting="artist", augment=("eq",)),
         Recipe("mixup + artist-balanced +pitch", mixup=0.4, weighting="artist", augment=("pitch",)),
+        *[replace(SHIPPED, name=f"{SHIPPED.name} ({k} seeds averaged)", members=k) for k in (3, 5)],
     ]
 }
-
-
-SHIPPED = RECIPES["mixup + artist-balanced +extra songs x0.3"]  # the default's (`make finetune`), since session 8
 
 
 @dataclass
@@ -164,12 +166,16 @@ def fit(m: Material, r: Recipe, idx: list[int], seed: int) -> Callable[[int], np
     head = transfer.fit_head([m.views[r.view][i] for i in idx], [m.labels[i] for i in idx], VIEW_C) if r.view else None
     if r.view_weight >= 1.0:
         return lambda i: head.probs(m.views[r.view][i])
-    tail = fit_tail(m, r, idx, seed)
+    tails = [fit_tail(m, r, idx, seed + MEMBER_SEED * k) for k in range(r.members)]
     offsets = choose_offsets(m, r, idx, seed) if r.offsets else np.zeros(len(GENRES))
+
+    def tuned(i: int) -> np.ndarray:
+        return shifted(np.mean([finetune.probs(tail, m.feats[i]) for tail in tails], axis=0), offsets)
+
     if head is None:
-        return lambda i: shifted(finetune.probs(tail, m.feats[i]), offsets)
+        return tuned
     w = r.view_weight
-    return lambda i: (1 - w) * shifted(finetune.probs(tail, m.feats[i]), offsets) + w * head.probs(m.views[r.view][i])
+    return lambda i: (1 - w) * tuned(i) + w * head.probs(m.views[r.view][i])
 
 
 def shifted(p: np.ndarray, offsets: np.ndarray) -> np.ndarray:
