@@ -101,8 +101,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     extra = find_tracks(extra_root, kind="extra") if extra_root else []  # a bad folder fails before the long part
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
     extra_feats = thin.extra_features(run, extra, cache, log) if extra else []
-    fit = finetune_recipe(run, thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, {}, {}, extra,
-                                             extra_feats, ft), recipe, streamed)  # fmt: skip
+    fit = finetune_recipe(run, run.material(ft, extra, extra_feats), recipe, streamed)
     kept = prune.kept(run.model.backbone) if streamed else None
     by_genre = {g: n for g in GENRES if (n := sum(t.genre == g for t in extra))}
     songs = None
@@ -238,8 +237,7 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
              else vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}  # fmt: skip
     budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
     extra_feats = thin.extra_features(run, extra, cache, log) if trains_on_extra else []
-    material = thin.Material(run.tracks, run.labels, run.feats, run.model.backbone, copies, views, extra, extra_feats,
-                             budget)  # fmt: skip
+    material = run.material(budget, extra, extra_feats, copies, views)
     rows = []
     for name in chosen:
         rows.append(thin.evaluate(material, thin.RECIPES[name], fold_seeds, folds, log))

@@ -56,6 +56,12 @@ class MusicnnRun:
             feats = transfer.track_features(model, tracks, mels, cache / "musicnn", log, front=front)
         return cls(tracks, [GENRES.index(t.genre) for t in tracks], mels, params, fb, model, feats)
 
+    def material(self, budget: finetune.FinetuneConfig, extra: list[Track], extra_feats: list[np.ndarray],
+                 copies: dict | None = None, views: dict | None = None) -> thin.Material:  # fmt: skip
+        """What the back-end recipes are fitted on: these tracks' features, and the extra songs' (``thin``)."""
+        return thin.Material(self.tracks, self.labels, self.feats, self.model.backbone, copies or {}, views or {},
+                             extra, extra_feats, budget)  # fmt: skip
+
     def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict,
                by_level: bool = True):  # fmt: skip
         """Artist-grouped CV over ``fold_seeds`` fold splits, the valid split (at every input level with
