@@ -178,6 +178,37 @@ def test_pruning_keeps_the_rows_of_the_music_it_was_judged_on_and_cuts_the_cost(
     assert sum(filters) < 0.25 * spec.front_width  # most filters were dead on this rock track
 
 
+def test_slimming_drops_the_filters_the_others_stand_in_for_and_refits_the_mid_end(wheel, mel, streamed):
+    """``prune.slim``: at most the asked share of the front end's multiply-adds, a filter left in every block, and
+    the mid-end's first convolution refitted to the maps that are left reproduces its outputs over the music better
+    than the old weights with the dropped maps held at their means; asked for everything, nothing changes."""
+    import copy
+
+    from training import musicnn
+    from training.prune import front_cost, moments, prune, slim
+    from training.stream import Encoder, encoder_spec
+
+    port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    spec = encoder_spec(port, streamed.meta.encoder.reference_power)
+    whole = Encoder(port, spec).rows(mel)
+    pruned = prune(port, [np.stack([whole.min(axis=0), whole.max(axis=0)])])
+    fronts = [Encoder(pruned, spec).rows(mel)[:, :561]]
+    m = moments(pruned, fronts)
+    same = slim(pruned, port, m, 1.0)
+    assert front_cost(same) == front_cost(pruned)
+    np.testing.assert_allclose(Encoder(same, spec).rows(mel), Encoder(pruned, spec).rows(mel), rtol=0, atol=1e-3)
+    thin = slim(pruned, port, m, 0.6)
+    assert front_cost(thin) <= 0.6 * front_cost(pruned) and all(len(b.kept) >= 1 for b in thin.frontend)
+    naive = copy.deepcopy(thin)  # the old weights, the dropped maps at their means
+    naive.midend.convs[0].load_state_dict(pruned.midend.convs[0].state_dict())
+
+    def first_layer(backbone) -> np.ndarray:
+        return Encoder(backbone, spec).rows(mel)[:, 561:625]
+
+    want = first_layer(pruned)
+    assert np.abs(first_layer(thin) - want).mean() < np.abs(first_layer(naive) - want).mean()
+
+
 def test_the_shipped_form_passes_only_varying_columns_and_gives_the_same_probabilities(wheel, mel, streamed):
     """A pruned filter's map is a constant: the shipped encoder leaves its column out of the rows and the window
     model folds its pooled values into the dense layer's bias."""

@@ -61,6 +61,28 @@ def _pruning(encoder: Path, full: musicnn.Musicnn, session, n_mels: int, spec) -
     return out
 
 
+def _refitted_first_conv(encoder: Path, backbone: musicnn.Musicnn) -> None:
+    """A slimmed encoder (``prune.slim``) refitted the mid-end's first convolution: the graph carries it, over the
+    kept maps and the constants' share (``weight``, ``bias``: folded) or over every map (unfolded); the maps a
+    folded graph leaves out keep the wheel's weights, as slimming does."""
+    found = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(encoder)).graph.initializer}
+    first = backbone.midend.convs[0]
+    if stream.pruning_of(encoder) is None:
+        weight, bias = found.get("backbone.midend.convs.0.weight"), found.get("backbone.midend.convs.0.bias")
+        columns = np.arange(first.in_channels)
+    else:
+        weight, bias = found.get("weight"), found.get("bias")
+        columns = varying_columns(backbone)[0]
+        columns = columns[columns < first.in_channels]
+        weight = None if weight is None else weight[:, :-1]
+    if weight is None or bias is None:
+        return  # the wheel's (an older graph's initializers may be folded under other names)
+    if weight.shape != (first.out_channels, len(columns), first.kernel_size[0]) or bias.shape != first.bias.shape:
+        raise ModelError(f"{encoder}: its mid-end's first convolution {weight.shape} does not fit its kept maps")
+    first.weight.data[:, columns] = torch.from_numpy(weight.copy())
+    first.bias.data.copy_(torch.from_numpy(bias.copy()))
+
+
 def load_base(spec: str | Path | None, wheel: Path) -> Base:
     """The base bundle (a shipped name or a directory; None: the default) and its back end from ``wheel``."""
     bundle = load_bundle(spec)
@@ -74,6 +96,7 @@ def load_base(spec: str | Path | None, wheel: Path) -> Base:
     n_mels = bundle.meta.frontend.n_mels
     for i, (kept, constant) in enumerate(_pruning(path, full, session, n_mels, enc)):
         full.frontend[i] = Pruned(full.frontend[i], kept, constant)
+    _refitted_first_conv(path, full)
     head = nn.Linear(full.embedding_size, len(bundle.meta.labels))
     front = sum(b.channels for b in full.frontend)
     every = replace(enc, front_width=front, width=front + 3 * full.midend.convs[0].out_channels)

@@ -22,7 +22,7 @@ from .card import finetune_card, transfer_card
 from .data import GENRES, find_tracks
 from .fit import LabelFitConfig, build
 from .folders import CollectionError, scan
-from .musicnn_run import MusicnnRun, finetune_recipe, transfer_recipe
+from .musicnn_run import FRONT_COST, MusicnnRun, finetune_recipe, transfer_recipe
 from .options import CACHE_OPTION, CLIPS_OPTION, DATA_OPTION, WHEEL_OPTION, musicnn_options
 from .protocol import load_collection, log
 from .refold import refold
@@ -51,6 +51,16 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
         *run.report(fit, folds, fold_seeds, out, hop_s, f"transfer-{cfg.net}", transfer.describe(cfg), levels),
     )
     (out / "MODEL_CARD.md").write_text(card)
+
+
+FRONT_COST_OPTION = click.option(
+    "--front-cost",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=FRONT_COST,
+    show_default=True,
+    help="The streaming encoder's front end slimmed to this share of its multiply-adds (1: only the filters that "
+    "never vary left out): the varying filters the others stand in for best go too, the mid-end refitted.",
+)
 
 
 @click.command(name="finetune", short_help="musicnn's later layers fine-tuned for genre.")
@@ -86,9 +96,10 @@ def transfer_cmd(data_root, clips_root, wheel, net, features, c, no_level_norm, 
     show_default=True,
     help="An --extra song's weight against a GTZAN track's (an artist's under --weighting artist).",
 )
+@FRONT_COST_OPTION
 def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_seeds, limit, levels, cache, out,
                  hop_s, part, epochs, patches_per_epoch, lr_pretrained, seed, streamed, weighting, mixup, extra_root,
-                 extra_weight):  # fmt: skip
+                 extra_weight, front_cost):  # fmt: skip
     """musicnn's later layers fine-tuned for genre: artist-grouped CV, valid split, levels, bundle."""
     if streamed and part != "backend":
         raise click.BadParameter("the streaming encoder serves a back end fine-tuned alone", param_hint="--stream")
@@ -99,15 +110,21 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     recipe = thin.Recipe("finetune", weighting=weighting, mixup=mixup, extra_weight=extra_weight if extra_root else 0)
     cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []  # a bad folder fails before the long part
-    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed)
+    run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed,
+                          front_cost=front_cost if streamed else 1.0)  # fmt: skip
     extra_feats = thin.extra_features(run, extra, cache, log) if extra else []
     fit = finetune_recipe(run, run.material(ft, extra, extra_feats), recipe, streamed)
     kept = prune.kept(run.model.backbone) if streamed else None
+    if streamed and front_cost < 1.0:
+        kept += (f" (after also dropping, to {front_cost:.0%} of the varying filters' multiply-adds, those whose maps "
+                 "the others stand in for best: each held at its mean, the mid-end's first convolution refitted by "
+                 "least squares to the rest; `prune.slim`, no labels)")  # fmt: skip
     by_genre = {g: n for g in GENRES if (n := sum(t.genre == g for t in extra))}
     songs = None
     if extra:
         songs = {"root": str(extra_root), "songs": len(extra), "weight": extra_weight, "by_genre": by_genre}
     describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept,
+                "front_cost": front_cost if streamed else None,
                 "weighting": weighting, "extra_songs": songs}  # fmt: skip
     family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(
@@ -217,8 +234,9 @@ def fit_cmd(root, out, install, groups_file, base_spec, exclude_label, folds, ep
               type=click.IntRange(1))  # fmt: skip
 @CACHE_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for THIN.md.")
+@FRONT_COST_OPTION
 def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seeds, limit, epochs, patches_per_epoch,
-             cache, out):  # fmt: skip
+             cache, out, front_cost):  # fmt: skip
     """Score back-end recipes (sampling, augmentation, decision offsets) on the default's streamed rows by its own
     protocol: artist CV over fold splits, valid split, per-genre recall, thin-genre clip accuracy."""
     chosen = [name.strip() for name in recipes.split(",")]
@@ -229,7 +247,8 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     if ("mix" in augments or trains_on_extra) and not extra_root:
         raise click.BadParameter("the +mix and +extra songs recipes need the songs", param_hint="--extra")
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
-    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True)
+    run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True,
+                          front_cost=front_cost)  # fmt: skip
     copies = thin.augmented_copies(run, augments, extra, cache / "musicnn-stream", log)
     nets = {thin.RECIPES[n].view for n in chosen} - {""}
     wheel = wheel or transfer.fetch_wheel(cache / "wheels")
@@ -244,7 +263,9 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
         log(json.dumps(rows[-1]))
         note = (f"`rtgenre-train thin` on {len(run.tracks)} train + valid tracks: artist-grouped {folds}-fold CV "
                 f"over {fold_seeds} fold splits; the plain recipe ({epochs} epochs of {patches_per_epoch} "
-                "patches, every track the same within its genre) but for what a row changes.")  # fmt: skip
+                "patches, every track the same within its genre) but for what a row changes"
+                + (f"; the streaming encoder slimmed to {front_cost:.0%} of its front end (`prune.slim`)."
+                   if front_cost < 1.0 else "."))  # fmt: skip
         thin.write(out, rows, note)
 
 
