@@ -148,10 +148,12 @@ def slim(backbone: musicnn.Musicnn, full: musicnn.Musicnn, m: Moments, cost: flo
     def lagged(chosen: list[int]) -> np.ndarray:
         return np.concatenate([lag * k + np.array(chosen) for lag in range(lags)])
 
-    def residual(chosen: list[int]) -> float:
+    def fitted(chosen: list[int]) -> np.ndarray:  # the first convolution's least-squares weights on those maps
         j = lagged(chosen)
-        fit = czy[j]
-        return float(np.trace(cyy) - np.trace(fit.T @ np.linalg.solve(czz[np.ix_(j, j)] + RIDGE * np.eye(len(j)), fit)))
+        return np.linalg.solve(czz[np.ix_(j, j)] + RIDGE * np.eye(len(j)), czy[j])
+
+    def residual(chosen: list[int]) -> float:
+        return float(np.trace(cyy) - np.trace(czy[lagged(chosen)].T @ fitted(chosen)))
 
     chosen = list(range(k))
     while price[chosen].sum() > cost * price.sum():
@@ -159,9 +161,8 @@ def slim(backbone: musicnn.Musicnn, full: musicnn.Musicnn, m: Moments, cost: flo
         if not droppable:
             break
         chosen.remove(min(droppable, key=lambda c: residual([s for s in chosen if s != c]) / price[c]))
-    j = lagged(chosen)
     first = backbone.midend.convs[0]
-    refit = np.linalg.solve(czz[np.ix_(j, j)] + RIDGE * np.eye(len(j)), czy[j]) / _gain(backbone)[None]  # (lags·n, 64)
+    refit = fitted(chosen) / _gain(backbone)[None]  # (lags · chosen, 64), undone the gain
     old = first.weight.detach().double().numpy()
     weight, mean = old.copy(), m.front / m.frames
     columns = m.columns[chosen]
