@@ -59,7 +59,7 @@ class MusicnnRun:
             log(f"streaming encoder: front-end filters kept per block {prune.kept(model.backbone)}")
             if front_cost < 1.0:
                 encoder, n_front = stream.Encoder(model.backbone, spec), sum(b.channels for b in full.frontend)
-                sample = [i for i, t in enumerate(tracks) if t.kind == "full"][::SLIM_SAMPLE]
+                sample = [i for i, t in enumerate(tracks) if t.kind == "full"][::SLIM_SAMPLE] or range(len(tracks))
                 m = prune.moments(model.backbone, (encoder.rows(mels[i])[:, :n_front] for i in sample))
                 before = prune.front_cost(model.backbone)
                 model.backbone = prune.slim(model.backbone, full, m, front_cost)
