@@ -267,7 +267,7 @@ def test_transfer_and_distillation_tiny_runs_ship_bundles_the_runtime_plays(data
     assert config["extra_songs"]["songs"] == 2 and config["weighting"] == "artist" and config["finetune"]["mixup"] > 0
     assert "streaming encoder" in card and "kept per block" in card and meta.extra["training"]["config"]["streamed"]
     assert meta.extra["valid_track_acc_by_input_level"] == {}
-    assert config["front_cost"] == 0.8 and "to 80% of the varying filters" in card  # the default's slimmed encoder
+    assert config["front_cost"] == 0.8 and "to 80% of the varying filters" in card and "slimming (80%" in card
     assert_serves(tmp_path / "ft", song)
     from training.base import load_base
 

@@ -180,10 +180,10 @@ def transfer_card(name: str, cfg, tracks: list, results: dict[str, Scores], seed
 
 def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], seeds: dict[int, float],
                   levels: dict[str, float], ms_per_window: float, folds_by: str, encoder_kept: str | None = None,
-                  weighting: str = "track", songs: dict | None = None) -> str:  # fmt: skip
+                  weighting: str = "track", songs: dict | None = None, front_cost: float = 1.0) -> str:  # fmt: skip
     """The card of a bundle whose musicnn back end (and mid-end) was fine-tuned for genre (``encoder_kept``: on
     its streaming encoder's rows, with the front-end filters it kept per block; ``songs``: the unverified extra
-    songs it also learnt from)."""
+    songs it also learnt from; ``front_cost`` < 1: its encoder was slimmed to that share)."""
     layers = "mid-end and back end" if ft.part == "midend" else "back end (pooling batch norm, dense 200)"
     each = "each artist weighs the same within its genre (its tracks share its weight)" if weighting == "artist" else \
         "each track weighs the same"  # fmt: skip
@@ -202,7 +202,9 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
                 f"class-balanced{mixed}, AdamW, learning rate {ft.lr_head:g} for the head and {ft.lr_pretrained:g} "
                 "for the pretrained layers, dropout 0.5, musicnn's batch-norm statistics kept; no early stopping). "
                 f"musicnn's {'front end stays' if ft.part == 'midend' else 'front and mid-end stay'} frozen.",
-        chosen=f"The budget ({ft.epochs} epochs), learning rates and the sampling recipe were chosen among many by "
+        chosen=f"The budget ({ft.epochs} epochs), learning rates, the sampling recipe"
+               + (f" and the encoder's slimming ({front_cost:.0%} of its front end)" if front_cost < 1 else "")
+               + " were chosen among many by "
                "artist CV on these same folds (results/MODELS.md and results/thin/THIN.md list them all), which "
                "flatters the CV figure slightly.",
         limit="The front end is frozen and 451 tracks teach the rest: the fine-tuned layers can still overfit "

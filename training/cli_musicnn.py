@@ -136,6 +136,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         encoder_kept=kept,
         weighting=weighting,
         songs=songs,
+        front_cost=front_cost if streamed else 1.0,
     )
     (out / "MODEL_CARD.md").write_text(card)
 
