@@ -195,6 +195,10 @@ def finetune_card(name: str, cfg, ft, tracks: list, results: dict[str, Scores], 
         "is GTZAN's alone; they are what lifted rock and reggae recall (results/thin/THIN.md)"
         if songs else "The unverified `extra/` songs were not used")  # fmt: skip
     mixed = f", mixup of patches and labels (Beta({ft.mixup:g}, {ft.mixup:g}))" if ft.mixup else ""
+    if encoder_kept and front_cost < 1:
+        encoder_kept += (f" (after also dropping, to {front_cost:.0%} of the varying filters' multiply-adds, those "
+                         "whose maps the others stand in for best: each held at its mean, the mid-end's first "
+                         "convolution refitted by least squares to the rest; `prune.slim`, no labels)")  # fmt: skip
     return musicnn_card(
         name, cfg, tracks, results, seeds, levels, ms_per_window, folds_by, encoder_kept=encoder_kept,
         head=f"the network with its {layers} fine-tuned for genre, and a new ten-way head", sampling=sampling,

@@ -110,21 +110,18 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
     recipe = thin.Recipe("finetune", weighting=weighting, mixup=mixup, extra_weight=extra_weight if extra_root else 0)
     cfg = transfer.TransferConfig(net=net, features="pooled", level_norm=not no_level_norm)
     extra = find_tracks(extra_root, kind="extra") if extra_root else []  # a bad folder fails before the long part
+    front_cost = front_cost if streamed else 1.0  # only the streaming encoder is slimmed
     run = MusicnnRun.load(data_root, clips_root, wheel, cfg, limit, cache, front=part == "midend", streamed=streamed,
-                          front_cost=front_cost if streamed else 1.0)  # fmt: skip
+                          front_cost=front_cost)  # fmt: skip
     extra_feats = thin.extra_features(run, extra, cache, log) if extra else []
     fit = finetune_recipe(run, run.material(ft, extra, extra_feats), recipe, streamed)
     kept = prune.kept(run.model.backbone) if streamed else None
-    if streamed and front_cost < 1.0:
-        kept += (f" (after also dropping, to {front_cost:.0%} of the varying filters' multiply-adds, those whose maps "
-                 "the others stand in for best: each held at its mean, the mid-end's first convolution refitted by "
-                 "least squares to the rest; `prune.slim`, no labels)")  # fmt: skip
     by_genre = {g: n for g in GENRES if (n := sum(t.genre == g for t in extra))}
     songs = None
     if extra:
         songs = {"root": str(extra_root), "songs": len(extra), "weight": extra_weight, "by_genre": by_genre}
     describe = {**transfer.describe(cfg), "finetune": asdict(ft), "streamed": streamed, "front_filters_kept": kept,
-                "front_cost": front_cost if streamed else None,
+                "front_cost": front_cost,
                 "weighting": weighting, "extra_songs": songs}  # fmt: skip
     family = f"finetune-{part}{'-stream' * streamed}-{cfg.net}"
     card = finetune_card(
@@ -136,7 +133,7 @@ def finetune_cmd(data_root, clips_root, wheel, net, no_level_norm, folds, fold_s
         encoder_kept=kept,
         weighting=weighting,
         songs=songs,
-        front_cost=front_cost if streamed else 1.0,
+        front_cost=front_cost,
     )
     (out / "MODEL_CARD.md").write_text(card)
 
