@@ -333,3 +333,26 @@ def test_audio_that_comes_after_the_schedulers_step_waits_for_its_next_pass(stre
         got += due_windows([p])[0][1]
         assert len(got) == len(want)
         np.testing.assert_allclose(np.stack([w.mel for w in got]), np.stack(want), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [400, 120])  # windows of a longer excerpt; a clip shorter than a window, looped
+def test_the_mid_ends_training_patches_pool_to_what_the_encoders_rows_do(wheel, mel, streamed, frames):
+    """``midstream``: the front-end maps a folded step records, cut into patches, give through ``StreamPool`` the
+    back end's input the streamed rows give, for a slimmed encoder (its first convolution refitted)."""
+    from training import musicnn
+    from training.midstream import StreamPool, fronts, narrow_spec, patches
+    from training.prune import moments, prune, slim
+    from training.stream import Encoder, encoder_spec, pooled
+
+    port = musicnn.from_checkpoint(musicnn.read_wheel(wheel))
+    spec = encoder_spec(port, streamed.meta.encoder.reference_power)
+    whole = Encoder(port, spec).rows(mel[:400])
+    pruned = prune(port, [np.stack([whole.min(axis=0), whole.max(axis=0)])])
+    slimmed = slim(pruned, port, moments(pruned, [Encoder(pruned, spec).rows(mel[:400])[:, :561]]), 0.8)
+    x = patches(fronts(Encoder(slimmed, narrow_spec(slimmed, spec), narrow=True), mel[:frames]))
+    assert x.shape == (len(pooled(np.zeros((frames, 1)))), 187 + 18, narrow_spec(slimmed, spec).front_width + 1)
+    with torch.no_grad():
+        got = StreamPool(slimmed)(torch.from_numpy(x)).numpy()
+    want = pooled(Encoder(slimmed, spec).rows(mel[:frames]))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+    assert patches(np.ones((frames + 9, 3), np.float32))[:, 9:-9, -1].sum(axis=1).tolist() == [187] * len(x)

@@ -2,7 +2,8 @@
 
 The frozen-backbone head (``transfer``) keeps musicnn's tag-trained back end; here the back end
 (``part="backend"``: pooled features -> dense 200 -> head) or the mid-end too (``part="midend"``:
-front-end maps -> three 1-D convs -> pooling -> back end -> head) learn genre. What stays frozen is
+front-end maps -> three 1-D convs -> pooling -> back end -> head; ``part="stream"``: the same from the
+streaming encoder's front-end maps, ``midstream``) learn genre. What stays frozen is
 computed once per patch and cached, so an epoch costs only the trained layers. Pretrained layers
 learn at a tenth of the head's rate and their batch-norm statistics stay as musicnn learnt them:
 451 tracks are too few to re-estimate them without forgetting.
@@ -17,16 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import musicnn
+from . import midstream, musicnn
 from .data import GENRES
 from .transfer import TransferModel
 
-PARTS = ("backend", "midend")
+PARTS = ("backend", "midend")  # what `finetune --part` offers; "stream" is a `thin` recipe's
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    part: str = "backend"  # "backend" (from pooled features) or "midend" (from the front end's maps)
+    part: str = "backend"  # "backend" (from pooled features), "midend" (from the front end's maps) or "stream"
     epochs: int = 10
     patches_per_epoch: int = 4096
     batch: int = 64
@@ -46,14 +47,18 @@ class Tail(nn.Module):
         self.backbone = copy.deepcopy(backbone)
         self.part = part
         self.head = nn.Linear(self.backbone.embedding_size, n_classes)
+        self.stream_pool = midstream.StreamPool(self.backbone) if part == "stream" else None
 
     def pretrained(self) -> list[nn.Parameter]:
         b = self.backbone
-        layers = [b.pool_bn, b.dense, b.dense_bn] + ([b.midend] if self.part == "midend" else [])
+        layers = [b.pool_bn, b.dense, b.dense_bn] + ([b.midend] if self.part in ("midend", "stream") else [])
         return [p for layer in layers for p in layer.parameters()]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.backbone.pool(x.float()) if self.part == "midend" else x
+        if self.stream_pool is not None:
+            pooled = self.stream_pool(x)
+        else:
+            pooled = self.backbone.pool(x.float()) if self.part == "midend" else x
         return self.backbone.backend(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
