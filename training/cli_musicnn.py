@@ -240,9 +240,10 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
     chosen = [name.strip() for name in recipes.split(",")]
     if unknown := [n for n in chosen if n not in thin.RECIPES]:
         raise click.BadParameter(f"unknown {unknown}; known: {', '.join(thin.RECIPES)}", param_hint="--recipes")
-    augments = {a for n in chosen for a in thin.RECIPES[n].augment}
+    augments = {a for n in chosen if thin.RECIPES[n].part != "stream" for a in thin.RECIPES[n].augment}
+    patch_augments = {a for n in chosen if thin.RECIPES[n].part == "stream" for a in thin.RECIPES[n].augment}
     trains_on_extra = any(thin.RECIPES[n].extra_weight for n in chosen)
-    if ("mix" in augments or trains_on_extra) and not extra_root:
+    if ("mix" in augments | patch_augments or trains_on_extra) and not extra_root:
         raise click.BadParameter("the +mix and +extra songs recipes need the songs", param_hint="--extra")
     extra = find_tracks(extra_root, kind="extra") if extra_root else []
     run = MusicnnRun.load(data_root, clips_root, wheel, transfer.TransferConfig(), limit, cache, streamed=True,
@@ -254,7 +255,10 @@ def thin_cmd(data_root, clips_root, extra_root, wheel, recipes, folds, fold_seed
              else vgg.track_features(wheel, net, run.tracks, run.mels, cache / "vgg", log) for net in nets}  # fmt: skip
     budget = finetune.FinetuneConfig(epochs=epochs, patches_per_epoch=patches_per_epoch)
     extra_feats = thin.extra_features(run, extra, cache, log) if trains_on_extra else []
-    material = run.material(budget, extra, extra_feats, copies, views)
+    mid = any(thin.RECIPES[n].part == "stream" for n in chosen)
+    patches = thin.stream_patches(run, extra if trains_on_extra else [], cache, log) if mid else ([], [])
+    patch_copies = thin.augmented_copies(run, patch_augments, extra, cache / "musicnn-stream", log, of_patches=True)
+    material = run.material(budget, extra, extra_feats, copies, views, patches, patch_copies)
     rows = []
     for name in chosen:
         rows.append(thin.evaluate(material, thin.RECIPES[name], fold_seeds, folds, log))

@@ -11,6 +11,7 @@ pooled input exactly as the encoder and window model do, so what is trained is w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,13 +77,16 @@ def patches(maps: np.ndarray, hop: int = stream.EVAL_HOP_FRAMES) -> np.ndarray:
 
 
 def track_patches(backbone: musicnn.Musicnn, spec: EncoderSpec, tracks: list[Track], mels: list[np.ndarray],
-                  cache: Path | None, log=print) -> list[np.ndarray]:  # fmt: skip
-    """Per track, cached by track, backbone and normalisation: its window ``patches``."""
+                  cache: Path | None, log=print,
+                  variant: tuple[str, Callable[[int], np.ndarray]] | None = None) -> list[np.ndarray]:  # fmt: skip
+    """Per track, cached by track, backbone and normalisation: its window ``patches``; ``variant`` as in
+    ``stream.track_features`` (an augmented copy's log-mel instead of ``mels[i]``)."""
     encoder = stream.Encoder(backbone, narrow_spec(backbone, spec), narrow=True)
     weights = sum(v.double().sum().item() for v in backbone.state_dict().values())
-    tag = f"stream-patches|{spec.reference_power:.6g}|{spec.level_frames}|{weights}"
-    return transfer.per_track(tracks, mels, cache, tag, lambda i: patches(fronts(encoder, mels[i])), log,
-                              "streamed mid-end patches")  # fmt: skip
+    name, mel_of = variant or ("", mels.__getitem__)
+    tag = f"stream-patches|{spec.reference_power:.6g}|{spec.level_frames}|{weights}" + (f"|{name}" if name else "")
+    return transfer.per_track(tracks, mels, cache, tag, lambda i: patches(fronts(encoder, mel_of(i))), log,
+                              f"streamed mid-end patches {name}".rstrip())  # fmt: skip
 
 
 class StreamPool(nn.Module):

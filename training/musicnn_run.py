@@ -73,10 +73,12 @@ class MusicnnRun:
         return cls(tracks, [GENRES.index(t.genre) for t in tracks], mels, params, fb, model, feats)
 
     def material(self, budget: finetune.FinetuneConfig, extra: list[Track], extra_feats: list[np.ndarray],
-                 copies: dict | None = None, views: dict | None = None) -> thin.Material:  # fmt: skip
-        """What the back-end recipes are fitted on: these tracks' features, and the extra songs' (``thin``)."""
+                 copies: dict | None = None, views: dict | None = None,
+                 patches: tuple[list, list] = ([], []), patch_copies: dict | None = None) -> thin.Material:  # fmt: skip
+        """What the back-end recipes are fitted on: these tracks' features, and the extra songs' (``thin``);
+        ``patches`` and ``patch_copies``: theirs for the "stream" part (``thin.stream_patches``)."""
         return thin.Material(self.tracks, self.labels, self.feats, self.model.backbone, copies or {}, views or {},
-                             extra, extra_feats, budget)  # fmt: skip
+                             extra, extra_feats, budget, *patches, patch_copies or {})  # fmt: skip
 
     def report(self, fit, folds: int, fold_seeds: int, out: Path, hop_s: float, family: str, config: dict,
                by_level: bool = True):  # fmt: skip

@@ -19,7 +19,7 @@ import json
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 from rtgenre.audio import FileSource
 from rtgenre.frontend import MelFrontend
 
-from . import audioaug, finetune, stream, transfer, vgg
+from . import audioaug, finetune, midstream, stream, transfer, vgg
 from .crossval import out_of_fold
 from .data import GENRES, Track, folds_of
 from .evaluate import score
@@ -53,6 +53,8 @@ class Recipe:
     extra_weight: float = 0.0  # an unverified ``extra/`` song's weight against a GTZAN track's (an artist's when
     # ``weighting`` is "artist": each song is its own artist); never scored
     members: int = 1  # back ends trained from as many seeds, their window probabilities averaged
+    part: str = "backend"  # "stream": the encoder's mid-end fine-tuned too, on its front-end maps (``midstream``)
+    lr_pretrained: float = finetune.FinetuneConfig.lr_pretrained  # what the pretrained layers learn at
 
 
 # the default's back end (`make finetune`), since session 8
@@ -82,6 +84,12 @@ RECIPES = {
         Recipe("mixup + artist-balanced +eq", mixup=0.4, weighting="artist", augment=("eq",)),
         Recipe("mixup + artist-balanced +pitch", mixup=0.4, weighting="artist", augment=("pitch",)),
         *[replace(SHIPPED, name=f"{SHIPPED.name} ({k} seeds averaged)", members=k) for k in (3, 5)],
+        replace(SHIPPED, name=f"{SHIPPED.name} +mid-end", part="stream"),
+        *[
+            replace(SHIPPED, name=f"{SHIPPED.name} +mid-end at {lr:g}", part="stream", lr_pretrained=lr)
+            for lr in (3e-4, 3e-5)
+        ],
+        *[replace(SHIPPED, name=f"{SHIPPED.name} +mid-end +{a}", part="stream", augment=(a,)) for a in ("eq", "pitch")],
     ]
 }
 
@@ -99,10 +107,15 @@ class Material:
     extra: list[Track]  # unverified songs that recipes may train on, never score (``extra/``)
     extra_feats: list[np.ndarray]  # their pooled windows (empty when no recipe trains on them)
     budget: finetune.FinetuneConfig = finetune.FinetuneConfig()  # epochs and patches: every row the same
+    patches: list[np.ndarray] = field(default_factory=list)  # every track's ``midstream`` patches (for "stream")
+    extra_patches: list[np.ndarray] = field(default_factory=list)
+    patch_copies: dict[str, list[np.ndarray]] = field(default_factory=dict)  # the augmented copies' patches
 
 
-def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log) -> dict[str, list[np.ndarray]]:
-    """Per augmentation, every track's pooled windows of its augmented audio through the streaming encoder."""
+def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log,
+                     of_patches: bool = False) -> dict[str, list[np.ndarray]]:  # fmt: skip
+    """Per augmentation, every track's pooled windows of its augmented audio through the streaming encoder
+    (``of_patches``: its ``midstream`` patches, what the "stream" part trains on)."""
     frontend = MelFrontend(run.params, run.filterbank)
     rate = run.params.sample_rate
     spec = stream.encoder_spec(run.model.backbone, float(run.model.norm.reference))
@@ -124,8 +137,8 @@ def augmented_copies(run, names: set[str], extra: list[Track], cache: Path, log)
             )
             return frontend.mel(y)
 
-        out[name] = stream.track_features(run.model.backbone, spec, run.tracks, run.mels, cache, log,
-                                          variant=(f"aug-{name}", mel_of))  # fmt: skip
+        of = midstream.track_patches if of_patches else stream.track_features
+        out[name] = of(run.model.backbone, spec, run.tracks, run.mels, cache, log, variant=(f"aug-{name}", mel_of))
     return out
 
 
@@ -134,6 +147,14 @@ def extra_features(run, extra: list[Track], cache: Path, log) -> list[np.ndarray
     mels, _, _ = transfer.collection_mels(extra, cache / "mel")
     spec = stream.encoder_spec(run.model.backbone, float(run.model.norm.reference))
     return stream.track_features(run.model.backbone, spec, extra, mels, cache / "musicnn-stream", log)
+
+
+def stream_patches(run, extra: list[Track], cache: Path, log) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The collection's and the extra songs' ``midstream`` patches (the "stream" part's training material)."""
+    spec = stream.encoder_spec(run.model.backbone, float(run.model.norm.reference))
+    mels = transfer.collection_mels(extra, cache / "mel")[0] if extra else []
+    return tuple(midstream.track_patches(run.model.backbone, spec, tracks, m, cache / "musicnn-stream", log)
+                 for tracks, m in ((run.tracks, run.mels), (extra, mels)))  # fmt: skip
 
 
 def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
@@ -151,13 +172,16 @@ def track_weights(m: Material, idx: list[int], r: Recipe) -> np.ndarray:
 def fit_tail(m: Material, r: Recipe, idx: list[int], seed: int) -> finetune.Tail:
     """The recipe's back end trained on tracks ``idx``, and on the extra songs if it takes them (never scored)."""
     labels = [m.labels[i] for i in idx]
-    feats = [np.concatenate([m.feats[i], *(m.copies[a][i] for a in r.augment)]) for i in idx]
+    own, copies, extra_feats = (m.patches, m.patch_copies, m.extra_patches) if r.part == "stream" else (
+        m.feats, m.copies, m.extra_feats)  # fmt: skip
+    feats = [np.concatenate([own[i], *(copies[a][i] for a in r.augment)]) for i in idx]
     weights, groups = track_weights(m, idx, r), [m.tracks[i].artist for i in idx]
     if r.extra_weight:
-        feats, labels = feats + m.extra_feats, labels + [GENRES.index(t.genre) for t in m.extra]
+        feats, labels = feats + extra_feats, labels + [GENRES.index(t.genre) for t in m.extra]
         weights = np.concatenate([weights, np.full(len(m.extra), r.extra_weight)])
         groups = groups + [f"extra/{t.path.name}" for t in m.extra]  # the uploaders are unknown: a song each
-    return finetune.fit(m.backbone, feats, labels, replace(m.budget, seed=seed, mixup=r.mixup, adversary=r.adversary),
+    return finetune.fit(m.backbone, feats, labels, replace(m.budget, seed=seed, mixup=r.mixup, adversary=r.adversary,
+                                                             part=r.part, lr_pretrained=r.lr_pretrained),
                         track_weights=weights, groups=groups)  # fmt: skip
 
 
@@ -169,8 +193,10 @@ def fit(m: Material, r: Recipe, idx: list[int], seed: int) -> Callable[[int], np
     tails = [fit_tail(m, r, idx, seed + MEMBER_SEED * k) for k in range(r.members)]
     offsets = choose_offsets(m, r, idx, seed) if r.offsets else np.zeros(len(GENRES))
 
+    inputs = m.patches if r.part == "stream" else m.feats
+
     def tuned(i: int) -> np.ndarray:
-        return shifted(np.mean([finetune.probs(tail, m.feats[i]) for tail in tails], axis=0), offsets)
+        return shifted(np.mean([finetune.probs(tail, inputs[i]) for tail in tails], axis=0), offsets)
 
     if head is None:
         return tuned
