@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__, api, web
+from . import __version__, api
 from .audio import FileSource, Source
 from .batch import BatchSettings, run_batch
 from .capture import Capture, input_devices, select_device
-from .config import DEFAULT_CONTROL, LyricsSection, StreamSection, bounds
+from .config import DEFAULT_CONTROL, DEFAULT_WEB_PORT, LyricsSection, StreamSection, bounds
 from .errors import RtgenreError
 from .feed import DEFAULT_ENDPOINT, Publisher, keygen, proxy, request, subscribe
 from .lyrics import LyricModel, lyrics_beside, read_lyrics
@@ -124,7 +124,7 @@ def feed_options(f):
     f = click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="ZeroMQ PUB endpoint to bind.")(f)
     f = click.option("--osc", multiple=True, metavar="udp://HOST:PORT",
                      help="Also send Open Sound Control to this target (repeatable).")(f)  # fmt: skip
-    bare = f"127.0.0.1:{web.DEFAULT_PORT}"
+    bare = f"127.0.0.1:{DEFAULT_WEB_PORT}"
     f = click.option("--web", "web_at", is_flag=False, flag_value=bare, metavar="[ADDR:]PORT",
                      help=f"Serve the live page ({bare} when given bare).")(f)  # fmt: skip
     f = click.option("--stream", "stream_id", default="default", show_default=True, help="Stream id (genre.<id>).")(f)
@@ -149,6 +149,8 @@ def publish_stream(
         if osc:
             pipeline.outputs.append(OscOutput(osc, bundle.meta.labels).send)
         if web_at:
+            from . import web  # here: its HTTP server is not every command's start-up
+
             hub = web.Hub()
             pipeline.outputs.append(hub.send)
             model = api.Model(bundle, clf)

@@ -18,10 +18,10 @@ from .limits import limits
 from .model import available_models, check_hop
 from .osc import parse_osc_url
 from .pipeline import BACKLOG_S, StreamSettings
-from .web import DEFAULT_PORT
 
 SOURCES = ("device", "file", "url")
 DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
+DEFAULT_WEB_PORT = 8765
 
 
 class ConfigError(RtgenreError):
@@ -76,7 +76,7 @@ class WebSection:
     """`web:`: the live page and its upload form (port 0 turns it off)."""
 
     address: str = "127.0.0.1"
-    port: int = field(default=DEFAULT_PORT, metadata=limits(0, 65535))
+    port: int = field(default=DEFAULT_WEB_PORT, metadata=limits(0, 65535))
     max_upload_mb: float = field(default=100.0, metadata=limits(0.001, 10_000.0))
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import FeedError
 from .messages import SCHEMA_VERSION, Envelope, to_json
@@ -124,6 +123,8 @@ class Publisher:
             raise
 
     def _secure(self, ctx: zmq.Context, curve: Curve) -> None:
+        from zmq.auth.thread import ThreadAuthenticator  # here: it imports asyncio, 15 ms of every command's start-up
+
         public, secret = load_keypair(curve.secret_key)
         if not os.path.isdir(curve.authorized_keys):
             raise FeedError(f"{curve.authorized_keys}: no such directory of authorized client keys")

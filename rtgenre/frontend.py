@@ -56,7 +56,7 @@ class MelParams:
         return cls(**d)
 
 
-_CHUNK = 32  # frames per FFT batch in MelFrontend.frames_of: its temporaries stay in L2
+_CHUNK_SAMPLES = 65536  # samples per FFT batch in MelFrontend.frames_of: its temporaries stay in L2
 
 
 def periodic_hann(n: int) -> np.ndarray:
@@ -102,12 +102,13 @@ class MelFrontend:
         level = np.empty(n, np.float32)
         if n:
             view = sliding_window_view(padded, p.n_fft)[:: p.hop_length]
-            for i in range(0, n, _CHUNK):
-                spec = np.fft.rfft(view[i : i + _CHUNK] * self._window, axis=1)
+            chunk = max(1, _CHUNK_SAMPLES // p.n_fft)  # 32 frames of 2048, 128 of musicnn's 512
+            for i in range(0, n, chunk):
+                spec = np.fft.rfft(view[i : i + chunk] * self._window, axis=1)
                 power = np.square(spec.real) + np.square(spec.imag)
                 two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
-                level[i : i + _CHUNK] = 10.0 * np.log10(np.maximum(two_sided * self._level_scale, p.amin))
-                mel[i : i + _CHUNK] = power.astype(np.float32) @ self._fb_t
+                level[i : i + chunk] = 10.0 * np.log10(np.maximum(two_sided * self._level_scale, p.amin))
+                mel[i : i + chunk] = power.astype(np.float32) @ self._fb_t
         if p.log == "log1p":
             return np.log10(np.multiply(mel, 10000.0, out=mel) + 1.0, out=mel), level
         return 10.0 * np.log10(np.maximum(mel, p.amin, out=mel), out=mel), level

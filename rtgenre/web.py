@@ -28,7 +28,6 @@ ASSETS = Path(__file__).with_name("page")  # index.html, app.js, style.css
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 QUEUE = 256  # messages a browser may fall behind before its oldest are dropped
 KEEPALIVE_S = 15.0
-DEFAULT_PORT = 8765
 
 
 class Hub:

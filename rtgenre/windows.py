@@ -148,12 +148,19 @@ class Windower:
                 np.concatenate(level) if level else np.zeros(0, np.float32))  # fmt: skip
 
     def _frames_in(self, mel: np.ndarray, level: np.ndarray, now: float) -> list[Window]:
-        out = []
+        """The windows the new rows complete, as views of one array of the ring's rows and the new ones (copied
+        once, when the classifier stacks its batch; a whole file's 55 windows a track overlap six times)."""
+        out: list[Window] = []
+        if not len(mel):
+            return out
         rows = np.concatenate([mel, level[:, None]], axis=1)
+        first = self.frames.consumed
+        held = np.concatenate([self.frames.peek(self.frames.available), rows])
         for start in range(0, len(rows), self._hop):
             self.frames.write(rows[start : start + self._hop])
             while self.frames.available >= self._win:
-                out.append(self._window(self.frames.peek(self._win), now, padded=False))
+                at = self.frames.consumed - first
+                out.append(self._window(held[at : at + self._win], now, padded=False))
                 self.frames.advance(self._hop)
         return out
 
