@@ -94,6 +94,11 @@ class StreamEncoder:
         ready = len(self._x) - self.spec.left - self.spec.right
         return 0 if ready < self.next_step else self.next_step + (ready - self.next_step) // self.chunk * self.chunk
 
+    @property
+    def wanted(self) -> int:
+        """New frames still to add before a step is due (0: one is)."""
+        return max(0, self.spec.left + self.spec.right + self.next_step - len(self._x))
+
     def align(self, first: int) -> None:
         """Make the first step take ``first`` new frames (then chunks), before any frame is added: chunks that end
         where a window's rows do let each window out as soon as its audio is in, not up to a chunk later."""

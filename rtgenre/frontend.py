@@ -141,6 +141,11 @@ class StreamingMel:
         self.frames += len(mel)
         return mel, level
 
+    def frames_after(self, samples: int) -> int:
+        """The frames a push of ``samples`` more would complete."""
+        p, n = self._fe.params, len(self._pending) + samples
+        return 0 if n < p.n_fft else 1 + (n - p.n_fft) // p.hop_length
+
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """The frames that need the right centring pad: call once at end of stream."""
         p = self._fe.params

@@ -63,6 +63,7 @@ class Windower:
         self._whole = whole  # a whole file handed over in long blocks: the encoder steps them in long calls
         self._backlog = None if backlog_s is None else int(backlog_s * p.sample_rate)
         self._hop_samples = self._hop * p.hop_length
+        self._wait_samples = self._hop_samples if backlog_s is None else min(self._hop_samples, self._backlog // 2)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # mel frames (no encoder) not yet in the ring
         self.skipped_samples = 0  # audio dropped unheard because the scheduler fell behind (``backlog_s``)
         self._fed = 0
@@ -79,7 +80,7 @@ class Windower:
 
     @property
     def audio_time(self) -> float:
-        return (self._mel.samples + self.skipped_samples) / self.sample_rate
+        return (self._mel.samples + self.skipped_samples + self.audio.available) / self.sample_rate
 
     @property
     def skipped_windows(self) -> int:
@@ -91,19 +92,29 @@ class Windower:
         """The stream gave no window and less than ``MIN_INPUT_S`` of audio: too little to judge."""
         return self.emitted == 0 and self._fed < MIN_INPUT_S * self.sample_rate
 
-    def prepare(self) -> None:
+    def prepare(self, force: bool = False) -> None:
         """Turn buffered audio into mel frames, handed to the encoder (``StreamEncoder.add``) when there is one,
         so that a scheduler can step many streams' encoders together before taking their ``windows``. With a
         ``backlog_s`` bound, audio older than that is dropped unheard (counted): a scheduler that falls behind
-        then does bounded work per stream instead of a growing backlog."""
+        then does bounded work per stream instead of a growing backlog. Audio waits in the ring until it
+        completes the next rows or a hop of it waits (half the backlog at most, so that waiting is never taken
+        for falling behind; ``force``: it goes now), so a stream's front end runs about once a window, not once
+        a block: the same frames, ready when the rows that need them are, for about a tenth less of a daemon's CPU."""
         available = self.audio.available
         if self._backlog is not None and available > self._backlog:
             drop = (available - self._backlog) // self._hop_samples * self._hop_samples + self._hop_samples
             self.audio.read(drop)
             self.skipped_samples += drop
             available -= drop
-        if available:
+        if available and (force or available >= self._wait_samples
+                          or self._mel.frames_after(available) >= self._frames_wanted()):  # fmt: skip
             self._hand(*self._mel.push(self.audio.read(available)))
+
+    def _frames_wanted(self) -> int:
+        """Mel frames still to come before new rows can: the encoder's next step, else the next window."""
+        if self._encoder is not None:
+            return self._encoder.wanted
+        return self._win - self.frames.available - sum(len(mel) for mel, _ in self._pending)
 
     def windows(self, final: bool = False, prepare: bool = True) -> list[Window]:
         """The windows the buffered audio completed (``prepare`` first, unless a scheduler just did: audio that
@@ -111,7 +122,7 @@ class Windower:
         ``final``: the stream has ended, so the last frames are flushed and input shorter than a window is
         looped into one."""
         if prepare or final:
-            self.prepare()
+            self.prepare(force=final)
         if final:
             self._hand(*self._mel.flush())
         now = time.monotonic()
