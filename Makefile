@@ -115,8 +115,9 @@ finetune: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training finetune --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --wheel $(MUSICNN_WHEEL) \
 	  --part backend --stream --extra $(DATA)/extra --out $(or $(OUT),models/musicnn-gtzan)
 
-# back-end recipes for the thin genres (sampling, mixup, extra songs, audio augmentation, logit offsets, second views) on the default's streamed rows,
-# artist CV over 3 fold splits and the valid split, into results/thin (about 50 min here, augmented copies cached after)
+# recipes for the thin genres (sampling, mixup, extra songs, audio augmentation, logit offsets, second views, the mid-end trained too) on the
+# default's streamed rows, artist CV over 3 fold splits and the valid split, into results/thin (about 50 min here and an hour more for
+# the five mid-end rows, augmented copies cached after)
 thin: $(VENV)/.dev $(MUSICNN_WHEEL)
 	$(PY) -m training thin --data $(DATA)/gtzan --clips $(DATA)/gtzan_clips --extra $(DATA)/extra \
 	  --wheel $(MUSICNN_WHEEL) --out results/thin
