@@ -91,13 +91,18 @@ class StreamEncoder:
     @property
     def due(self) -> int:
         """New frames steps can take now (those with their right context): the next step's, then whole chunks."""
-        ready = len(self._x) - self.spec.left - self.spec.right
+        ready = self._ready
         return 0 if ready < self.next_step else self.next_step + (ready - self.next_step) // self.chunk * self.chunk
 
     @property
     def wanted(self) -> int:
         """New frames still to add before a step is due (0: one is)."""
-        return max(0, self.spec.left + self.spec.right + self.next_step - len(self._x))
+        return max(0, self.next_step - self._ready)
+
+    @property
+    def _ready(self) -> int:
+        """New frames held with their right context."""
+        return len(self._x) - self.spec.left - self.spec.right
 
     def align(self, first: int) -> None:
         """Make the first step take ``first`` new frames (then chunks), before any frame is added: chunks that end

@@ -48,6 +48,10 @@ class MelParams:
         """Number of mel frames that span ``seconds`` of audio."""
         return max(1, round(seconds * self.frame_rate))
 
+    def complete_frames(self, samples: int) -> int:
+        """Number of whole FFT frames in ``samples`` of (already padded) signal."""
+        return 0 if samples < self.n_fft else 1 + (samples - self.n_fft) // self.hop_length
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -97,7 +101,7 @@ class MelFrontend:
         so the temporaries stay in cache (a pass over a 30 s track is about 1.5x faster).
         """
         p = self.params
-        n = 0 if len(padded) < p.n_fft else 1 + (len(padded) - p.n_fft) // p.hop_length
+        n = p.complete_frames(len(padded))
         mel = np.empty((n, p.n_mels), np.float32)
         level = np.empty(n, np.float32)
         if n:
@@ -143,8 +147,7 @@ class StreamingMel:
 
     def frames_after(self, samples: int) -> int:
         """The frames a push of ``samples`` more would complete."""
-        p, n = self._fe.params, len(self._pending) + samples
-        return 0 if n < p.n_fft else 1 + (n - p.n_fft) // p.hop_length
+        return self._fe.params.complete_frames(len(self._pending) + samples)
 
     def flush(self) -> tuple[np.ndarray, np.ndarray]:
         """The frames that need the right centring pad: call once at end of stream."""
