@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 ENCODER_BATCH = 8  # streams per encoder call: fewer calls, and larger batches cost more per stream on one core
+_DB_TO_LN = np.float32(np.log(10.0) / 10.0)  # dB to the natural log of power
+_LOG_GAIN = 10000.0  # musicnn's log compression: log10(1 + 10000 power)
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,14 @@ class StreamEncoder:
 
     def add(self, db: np.ndarray, level: np.ndarray) -> None:
         """Hand over dB mel frames (and their levels); ``step`` or ``step_together`` turns them into rows."""
-        power = np.power(10.0, np.asarray(db, np.float64) / 10.0)
-        if self.spec.reference_power > 0 and len(power):
-            power *= (self.spec.reference_power / np.maximum(self._level.push(power.mean(axis=1)), 1e-10))[:, None]
-        x = np.log10(1.0 + 10000.0 * power).astype(np.float32)
+        x = np.multiply(np.asarray(db, np.float32), _DB_TO_LN)  # in place from here: float32 is 3 times float64's speed
+        np.exp(x, out=x)  # power
+        if self.spec.reference_power > 0 and len(x):
+            trailing = np.maximum(self._level.push(x.mean(axis=1, dtype=np.float64)), 1e-10)
+            x *= (_LOG_GAIN * self.spec.reference_power / trailing).astype(np.float32)[:, None]
+        else:
+            x *= np.float32(_LOG_GAIN)
+        np.log10(np.add(x, 1.0, out=x), out=x)  # musicnn's log(1 + 10000 power)
         self.frames_in += len(x)
         self._x = np.concatenate([self._x, x])
         self._levels = np.concatenate([self._levels, np.asarray(level, np.float32)])

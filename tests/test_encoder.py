@@ -332,7 +332,8 @@ def test_audio_that_comes_after_the_schedulers_step_waits_for_its_next_pass(stre
         assert got and p.windower.audio.available == 4 * rate and not p.windower.encoder.due
         got += due_windows([p])[0][1]
         assert len(got) == len(want)
-        np.testing.assert_allclose(np.stack([w.mel for w in got]), np.stack(want), rtol=0, atol=1e-5)
+        rows = np.stack(want)  # float rounding of rows up to about 85: the steps' lengths differ
+        np.testing.assert_allclose(np.stack([w.mel for w in got]), rows, rtol=0, atol=1e-6 * np.abs(rows).max())
 
 
 @pytest.mark.parametrize("frames", [400, 120])  # windows of a longer excerpt; a clip shorter than a window, looped
