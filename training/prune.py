@@ -183,7 +183,9 @@ def slim(backbone: musicnn.Musicnn, full: musicnn.Musicnn, m: Moments, cost: flo
 
 
 def filter_cost(block: musicnn.Timbral) -> int:
-    """One filter's multiply-adds per frame: its kernel at every position across the mel bands."""
+    """One filter's multiply-adds per frame: its kernel at every position across the mel bands (the direct
+    convolution's count, which ``--front-cost`` budgets; the graph computes a wide filter's in fewer,
+    ``musicnn.spectral_filter``)."""
     time, bands = block.conv.kernel_size
     return time * bands * (musicnn.PARAMS.n_mels - bands + 1)
 
