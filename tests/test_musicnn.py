@@ -105,3 +105,14 @@ def test_the_front_end_blocks_cheaper_order_gives_the_plain_one(port, frames):
             got = block.maps(x[:, :, : frames + time - 1])
             assert got.shape == plain.shape == (2, block.channels, frames)
             assert (got - plain).abs().max() <= 1e-5 * plain.abs().max()
+
+
+@pytest.mark.parametrize("bands", [38, 67, 96])
+def test_a_wide_filter_in_the_dft_basis_is_the_direct_convolution(bands):
+    """``spectral_filter``: musicnn's timbral filters computed per DFT bin give the direct convolution's maxima."""
+    g = torch.Generator().manual_seed(bands)
+    x, weight, bias = torch.rand(2, 1, 40, 96, generator=g), torch.randn(5, 7, bands, generator=g), torch.randn(5)
+    want = torch.nn.functional.conv2d(x, weight[:, None], bias).amax(dim=3)
+    got = musicnn.spectral_filter(x, weight, bias)
+    assert got.shape == want.shape == (2, 5, 34)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
