@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 TOPIC_PREFIX = "genre."
+DRAIN_S = 0.05  # the (un)subscriptions are read at most this often: a poll per message cost a busy daemon a tenth
 _ENDPOINT = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})|ipc://.+)$")
 _STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -99,6 +100,7 @@ class Publisher:
         self.subscribers = 0
         self._seq: dict[str, int] = defaultdict(int)
         self._last: dict[str, float] = {}
+        self._drained = float("-inf")
         ctx = zmq.Context.instance()
         self._auth = None
         self._sock = ctx.socket(zmq.XPUB)
@@ -137,10 +139,13 @@ class Publisher:
 
     def publish(self, stream: str, kind: str, body: dict) -> dict:
         """Stamp, encode and send one message without ever blocking; returns what was sent."""
-        self._drain_subscriptions()
+        now = time.monotonic()
+        if now - self._drained >= DRAIN_S:
+            self._drain_subscriptions()
+            self._drained = now
         msg = {**to_json(Envelope(SCHEMA_VERSION, kind, stream, self._seq[stream], time.time())), **body}
         self._seq[stream] += 1
-        self._last[stream] = time.monotonic()
+        self._last[stream] = now
         try:
             frame = encode(stream, msg)
         except ValueError as e:  # a bug upstream; the pipeline contains NaN probabilities before they get here

@@ -17,7 +17,7 @@ import numpy as np
 from .audio import Source
 from .encoder import ENCODER_BATCH, step_together
 from .feed import Publisher, check_stream_id
-from .latency import Histogram, Recent, percentile_ms
+from .latency import Histogram, Recent
 from .limits import limits
 from .lyrics import fuse
 from .messages import GENRE, SILENCE, TOO_SHORT, Body, Eos, Heartbeat, SmoothedFields, Stats, Verdict, to_json
@@ -157,13 +157,14 @@ class StreamPipeline:
                        self._voiced + self._silent, self._padded, lyrics)  # fmt: skip
 
     def stats(self) -> Stats:
+        p50, p99 = self.latencies.percentiles_ms(50, 99)
         return Stats(
             windows=self.windower.emitted,
             audio_overruns=self.windower.audio.overruns,
             frame_overruns=self.windower.frames.overruns,
             skipped_windows=self.windower.skipped_windows,
-            latency_ms_p50=percentile_ms(self.latencies.values(), 50),
-            latency_ms_p99=percentile_ms(self.latencies.values(), 99),
+            latency_ms_p50=p50,
+            latency_ms_p99=p99,
             provider=self.provider,
         )
 

@@ -141,3 +141,17 @@ def counted_pushes(windower) -> list[int]:
 
     windower._mel.push = counting
     return sizes
+
+
+def test_a_streams_latency_percentiles_are_computed_again_only_after_new_values():
+    """Heartbeats of a stream that falls behind ask every second; the percentiles change only with new values."""
+    from rtgenre.latency import Recent, percentile_ms
+
+    recent = Recent(4)
+    assert recent.percentiles_ms(50, 99) == [None, None]
+    for x in (0.1, 0.2, 0.3):
+        recent.add(x)
+    assert recent.percentiles_ms(50, 99) == [percentile_ms(recent.values(), 50), percentile_ms(recent.values(), 99)]
+    for x in (0.9, 0.9, 0.9):  # the ring wraps: the oldest values go
+        recent.add(x)
+    assert recent.percentiles_ms(50, 99) == [900.0, 900.0] and recent.percentiles_ms(50) == [900.0]
