@@ -3,9 +3,10 @@
 Bundles written before the encoder folded its constant front-end maps (``stream.FoldedStep``) and took a
 batch axis run one stream per call and carry 561 maps of state per frame; those written before the front
 end's cheaper order (``musicnn.Timbral``: batch norm after the max over frequency, time-only filters as
-banded products) run it at full cost. ``refold`` recovers the pruned backbone from the wheel and the old
-graph (``base.load_base``), exports the step as today's code writes it, and replaces the graph only if a
-stream of the same frames gets the same rows from both; the window model, and so every verdict, is unchanged.
+banded products, wide ones in the DFT's basis) run it at full cost. ``refold`` recovers the pruned backbone
+from the wheel and the old graph (``base.load_base``), exports the step as today's code writes it, and
+replaces the graph only if a stream of the same frames gets the same rows from both; the window model, and
+so every verdict, is unchanged.
 """
 
 from __future__ import annotations
