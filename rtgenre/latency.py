@@ -28,9 +28,7 @@ class Recent:
         with them every second and few windows, and sorting its values for each cost an overloaded daemon a third
         of its scheduler's time."""
         if self._percentiles[:2] != (self._n, qs):
-            values = self.values()
-            got = np.percentile(values * 1e3, qs).tolist() if len(values) else [None] * len(qs)
-            self._percentiles = (self._n, qs, [None if x is None else round(x, 3) for x in got])
+            self._percentiles = (self._n, qs, [percentile_ms(self.values(), q) for q in qs])
         return self._percentiles[2]
 
 
